@@ -1,0 +1,26 @@
+"""keras-transfer: transfer learning on Keras 3.
+
+Pretrained backbones with new heads, freezing and two-phase fine-tuning,
+weight transfer, feature extraction, evaluation and a command line.
+
+>>> import keras_transfer as kt
+>>> model = kt.ImageClassifier("mobilenet_v2", num_classes=3, weights=None, image_size=32)
+"""
+
+from keras_transfer import data
+from keras_transfer import evaluation
+from keras_transfer.augment import augmentation
+from keras_transfer.backbones import (
+    BackbonePreprocessing,
+    BackboneSpec,
+    build_backbone,
+    get_backbone_spec,
+    list_backbones,
+)
+from keras_transfer.freezing import freeze, parameter_counts, recompile, select_layers, unfreeze
+from keras_transfer.heads import Head
+from keras_transfer.image_classifier import ImageClassifier
+from keras_transfer.training import FineTuneHistory, make_optimizer
+from keras_transfer.transfer import TransferReport, extract_features, transfer_weights
+
+__version__ = "0.1.0"

@@ -1,0 +1,320 @@
+"""Pretrained backbones: one registry of Keras Applications, plus keras-hub presets.
+
+Every entry is data: which `keras.applications` constructor builds it, which
+module's `preprocess_input` it expects, and its default and minimum input size.
+keras-hub image backbones (a preset name, a local preset folder, or a Hugging
+Face / timm folder that keras-hub converts) come in through the same factory.
+"""
+
+import dataclasses
+import difflib
+import os
+import re
+
+import keras
+
+IMAGENET = "imagenet"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one Keras Applications backbone.
+
+    Args:
+        name: registry name, e.g. `"mobilenet_v2"`.
+        constructor: the `keras.applications` attribute, e.g. `"MobileNetV2"`.
+        preprocessing: the `keras.applications` module whose `preprocess_input`
+            turns raw pixels in [0, 255] into what the backbone was trained on.
+        default_size: the input size the ImageNet weights were trained at.
+        min_size: the smallest input the architecture accepts.
+        family: the architecture family, for listing.
+        imagenet_size: set when ImageNet weights only load at that exact size.
+    """
+
+    name: str
+    constructor: str
+    preprocessing: str
+    default_size: int
+    family: str
+    min_size: int = 32
+    imagenet_size: int | None = None
+
+    def build_model(self, weights, input_shape):
+        build = getattr(keras.applications, self.constructor)
+        return build(include_top=False, weights=weights, input_shape=input_shape)
+
+    def preprocess_input(self, images):
+        return getattr(keras.applications, self.preprocessing).preprocess_input(images)
+
+
+def _specs():
+    def family(name, module, entries, min_size=32):
+        return [
+            BackboneSpec(key, ctor, module, size, name, min_size=min_size)
+            for key, ctor, size in entries
+        ]
+
+    efficientnet_sizes = [224, 240, 260, 300, 380, 456, 528, 600]
+    return [
+        *family("VGG", "vgg16", [("vgg16", "VGG16", 224)]),
+        *family("VGG", "vgg19", [("vgg19", "VGG19", 224)]),
+        *family(
+            "ResNet",
+            "resnet",
+            [(f"resnet{d}", f"ResNet{d}", 224) for d in (50, 101, 152)],
+        ),
+        *family(
+            "ResNetV2",
+            "resnet_v2",
+            [(f"resnet{d}_v2", f"ResNet{d}V2", 224) for d in (50, 101, 152)],
+        ),
+        *family("Inception", "inception_v3", [("inception_v3", "InceptionV3", 299)], 75),
+        *family(
+            "Inception",
+            "inception_resnet_v2",
+            [("inception_resnet_v2", "InceptionResNetV2", 299)],
+            75,
+        ),
+        *family("Xception", "xception", [("xception", "Xception", 299)], 71),
+        *family("MobileNet", "mobilenet", [("mobilenet", "MobileNet", 224)]),
+        *family("MobileNet", "mobilenet_v2", [("mobilenet_v2", "MobileNetV2", 224)]),
+        *family(
+            "MobileNet",
+            "mobilenet_v3",
+            [
+                ("mobilenet_v3_small", "MobileNetV3Small", 224),
+                ("mobilenet_v3_large", "MobileNetV3Large", 224),
+            ],
+        ),
+        *family(
+            "DenseNet",
+            "densenet",
+            [(f"densenet{d}", f"DenseNet{d}", 224) for d in (121, 169, 201)],
+        ),
+        BackboneSpec("nasnet_mobile", "NASNetMobile", "nasnet", 224, "NASNet", imagenet_size=224),
+        BackboneSpec("nasnet_large", "NASNetLarge", "nasnet", 331, "NASNet", imagenet_size=331),
+        *family(
+            "EfficientNet",
+            "efficientnet",
+            [(f"efficientnet_b{i}", f"EfficientNetB{i}", s) for i, s in enumerate(efficientnet_sizes)],
+        ),
+        *family(
+            "EfficientNetV2",
+            "efficientnet_v2",
+            [
+                *[(f"efficientnet_v2_b{i}", f"EfficientNetV2B{i}", s) for i, s in enumerate(efficientnet_sizes[:4])],
+                ("efficientnet_v2_s", "EfficientNetV2S", 384),
+                ("efficientnet_v2_m", "EfficientNetV2M", 480),
+                ("efficientnet_v2_l", "EfficientNetV2L", 480),
+            ],
+        ),
+        *family(
+            "ConvNeXt",
+            "convnext",
+            [
+                (f"convnext_{size.lower()}", f"ConvNeXt{size}", 224)
+                for size in ("Tiny", "Small", "Base", "Large", "XLarge")
+            ],
+        ),
+    ]
+
+
+BACKBONES = {spec.name: spec for spec in _specs()}
+
+
+def _normalize(name):
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# "MobileNetV2", "mobilenetv2" and "mobilenet-v2" all find "mobilenet_v2".
+_ALIASES = {
+    **{_normalize(spec.name): spec.name for spec in BACKBONES.values()},
+    **{_normalize(spec.constructor): spec.name for spec in BACKBONES.values()},
+}
+
+
+class UnknownBackboneError(ValueError):
+    pass
+
+
+def list_backbones(family=None):
+    """Returns the registry's `BackboneSpec`s, optionally of one family.
+
+    >>> [spec.name for spec in list_backbones("VGG")]
+    ['vgg16', 'vgg19']
+    """
+    specs = list(BACKBONES.values())
+    if family is not None:
+        specs = [spec for spec in specs if spec.family.lower() == family.lower()]
+    return specs
+
+
+def get_backbone_spec(name):
+    """Finds a registry entry by name, accepting Keras's own spelling too."""
+    key = _ALIASES.get(_normalize(name))
+    if key is None:
+        candidates = list(BACKBONES) + _keras_hub_image_presets()
+        close = difflib.get_close_matches(name.lower(), candidates, n=5, cutoff=0.5)
+        hint = f" Closest names: {', '.join(close)}." if close else ""
+        raise UnknownBackboneError(
+            f"Unknown backbone {name!r}.{hint} Run `keras-transfer backbones` "
+            "(or `keras_transfer.list_backbones()`) for the full list, or pass a "
+            "keras-hub preset name or a local preset folder."
+        )
+    return BACKBONES[key]
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class BackbonePreprocessing(keras.layers.Layer):
+    """Turns raw pixels in [0, 255] into the backbone's expected input.
+
+    Lives inside the model so that a saved or exported model takes raw pixels.
+
+    Args:
+        mode: a `keras.applications` module name whose `preprocess_input` to
+            apply (e.g. `"mobilenet_v2"`), `"unit"` to scale to [0, 1], or
+            `"none"` for no change.
+    """
+
+    def __init__(self, mode="none", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("none", "unit") and not hasattr(
+            getattr(keras.applications, mode, None), "preprocess_input"
+        ):
+            raise ValueError(
+                f"Unknown preprocessing mode {mode!r}: use 'none', 'unit' or a "
+                "keras.applications module name such as 'mobilenet_v2'."
+            )
+        self.mode = mode
+
+    def call(self, images):
+        images = keras.ops.cast(images, self.compute_dtype)
+        if self.mode == "none":
+            return images
+        if self.mode == "unit":
+            return images / 255.0
+        return getattr(keras.applications, self.mode).preprocess_input(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@dataclasses.dataclass
+class BuiltBackbone:
+    """A backbone model with the preprocessing it expects and its input size."""
+
+    model: keras.Model
+    preprocessor: keras.layers.Layer
+    image_size: tuple
+    name: str
+
+
+def _check_weights(weights):
+    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
+        return None
+    if weights == IMAGENET:
+        return IMAGENET
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        return os.fspath(weights)
+    raise ValueError(
+        f"weights={weights!r} is neither 'imagenet', None, nor an existing "
+        "weights file: pass one of those (check the path)."
+    )
+
+
+def _image_size(image_size, default):
+    if image_size is None:
+        return (default, default)
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    height, width = image_size
+    return (int(height), int(width))
+
+
+def is_keras_hub_source(name):
+    """True for a keras-hub preset name, a hub handle, or a local folder."""
+    name = os.fspath(name)
+    if os.path.isdir(name) or "://" in name:
+        return True
+    return name in _keras_hub_image_presets()
+
+
+def _keras_hub_image_presets():
+    try:
+        import keras_hub
+    except ImportError:  # keras-hub is optional for image work
+        return []
+    return list(keras_hub.models.ImageClassifier.presets)
+
+
+def build_backbone(name, *, weights=IMAGENET, image_size=None):
+    """Builds a headless backbone and the preprocessing that goes in front of it.
+
+    Args:
+        name: a registry name (`keras-transfer backbones` lists them), a
+            keras-hub preset name or handle, or a local keras-hub / Hugging
+            Face / timm folder.
+        weights: `"imagenet"` (the pretrained weights; for keras-hub, the
+            preset's), `None` for random initialisation, or a weights file.
+        image_size: int or (height, width); defaults to the backbone's own.
+
+    Returns:
+        A `BuiltBackbone`.
+
+    Example:
+    >>> built = build_backbone("mobilenet_v2", weights=None, image_size=32)
+    >>> built.model.output_shape
+    (None, 1, 1, 1280)
+    """
+    weights = _check_weights(weights)
+    if not isinstance(name, str) or is_keras_hub_source(name):
+        return _build_keras_hub_backbone(os.fspath(name), weights, image_size)
+    spec = get_backbone_spec(name)
+    size = _image_size(image_size, spec.default_size)
+    if min(size) < spec.min_size:
+        raise ValueError(
+            f"{spec.name} needs images of at least {spec.min_size}x{spec.min_size} "
+            f"pixels, got {size[0]}x{size[1]}: pass image_size>={spec.min_size}."
+        )
+    if weights == IMAGENET and spec.imagenet_size and size != (spec.imagenet_size,) * 2:
+        raise ValueError(
+            f"{spec.name}'s ImageNet weights only load at "
+            f"{spec.imagenet_size}x{spec.imagenet_size}, got {size[0]}x{size[1]}: pass "
+            f"image_size={spec.imagenet_size} or weights=None."
+        )
+    model = spec.build_model(weights, input_shape=(*size, 3))
+    preprocessor = BackbonePreprocessing(spec.preprocessing, name="preprocessing")
+    return BuiltBackbone(model, preprocessor, size, spec.name)
+
+
+def _build_keras_hub_backbone(preset, weights, image_size):
+    import keras_hub
+
+    load_weights = weights == IMAGENET
+    model = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
+    if weights not in (None, IMAGENET):
+        model.load_weights(weights)
+    converter = keras_hub.layers.ImageConverter.from_preset(preset, name="preprocessing")
+    if image_size is not None:
+        converter.image_size = _image_size(image_size, None)
+    if converter.image_size is None:
+        raise ValueError(
+            f"The keras-hub preset {preset!r} does not say its image size: pass image_size."
+        )
+    return BuiltBackbone(model, converter, tuple(converter.image_size), preset)
+
+
+def default_image_size(name):
+    """The input size a backbone is built at when none is given, as (height, width)."""
+    if is_keras_hub_source(name):
+        import keras_hub
+
+        size = keras_hub.layers.ImageConverter.from_preset(name).image_size
+        if size is None:
+            raise ValueError(f"The keras-hub preset {name!r} does not say its image size: pass image_size.")
+        return tuple(size)
+    spec = get_backbone_spec(name)
+    return (spec.default_size, spec.default_size)
