@@ -8,6 +8,7 @@ weight transfer, feature extraction, evaluation and a command line.
 """
 
 from keras_transfer import data
+from keras_transfer import files
 from keras_transfer import evaluation
 from keras_transfer.augment import augmentation
 from keras_transfer.backbones import (

@@ -1,0 +1,72 @@
+"""Shared pytest setup for the keras_transfer tests.
+
+At import time, before TensorFlow initializes its devices, the one physical CPU
+is split into two logical devices so that `tf.distribute.MirroredStrategy`
+can be tested on any machine ("/cpu:0" and "/cpu:1").
+"""
+
+import os
+
+import tensorflow as tf
+
+_CPUS = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+except RuntimeError:
+    # Devices were initialized before this conftest ran (some plugin imported
+    # and used TensorFlow first); the distributed test then says so clearly.
+    pass
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+_DEFAULT_ASSETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "assets")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Every test starts from the same seeds and a clean Keras session."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture(scope="session")
+def assets_dir():
+    """The offline assets folder: $KERAS_TRANSFER_ASSETS or ../shared/assets."""
+    path = os.path.abspath(os.environ.get("KERAS_TRANSFER_ASSETS") or _DEFAULT_ASSETS)
+    if not os.path.isdir(path):
+        pytest.fail(
+            f"Offline assets not found at {path!r}: set KERAS_TRANSFER_ASSETS to the "
+            "shared assets folder (and run ../shared/bin/install-offline-assets so "
+            "weights='imagenet' works offline).",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def make_image_folder(tmp_path):
+    """Writes `root/<class>/<i>.png` tiny images and returns root as a str.
+
+    Each class gets a different mean brightness so that tiny models can tell
+    them apart.
+    """
+    rng = np.random.default_rng(0)
+
+    def make(name="images", classes=("cats", "dogs"), per_class=4, size=40):
+        root = tmp_path / name
+        for index, class_name in enumerate(classes):
+            folder = root / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            base = 40 + 170 * index / max(1, len(classes) - 1)
+            for i in range(per_class):
+                pixels = np.clip(rng.normal(base, 20, (size, size, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+        return str(root)
+
+    return make

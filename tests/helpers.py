@@ -1,0 +1,60 @@
+"""Small builders shared by the keras_transfer tests: tiny backbones and data."""
+
+import keras
+import numpy as np
+
+import keras_transfer as kt
+
+# Layer names of `tiny_backbone`, bottom to top (model.layers also lists the input).
+TINY_LAYERS = ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3", "relu3"]
+
+
+def tiny_backbone(size=32, name="tiny_backbone"):
+    """A headless CNN with BatchNormalization, fast enough to train in a second."""
+    inputs = keras.Input((size, size, 3), name="tiny_input")
+    x = inputs
+    for index, (filters, strides) in enumerate([(8, 2), (8, 2), (16, 1)], start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", name=f"conv{index}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = keras.layers.ReLU(name=f"relu{index}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def tiny_classifier(num_classes=2, *, size=32, head=None, class_names=None, preprocessor="unit"):
+    """An `ImageClassifier` on `tiny_backbone`, taking raw pixels in [0, 255]."""
+    if head is None:
+        head = kt.Head.multiclass(num_classes, dropout=0.0)
+    return kt.ImageClassifier(
+        tiny_backbone(size), head=head, class_names=class_names, preprocessor=preprocessor
+    )
+
+
+def image_arrays(n=16, size=32, num_classes=2, seed=0):
+    """Raw-pixel images whose brightness depends on the class, and int labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    base = 40 + 170 * labels / max(1, num_classes - 1)
+    images = rng.normal(base[:, None, None, None], 25, (n, size, size, 3))
+    return np.clip(images, 0, 255).astype("float32"), labels.astype("int32")
+
+
+def image_dataset(n=16, size=32, num_classes=2, class_names=None, batch_size=8, shuffle=False, seed=0):
+    """A `kt.data.from_arrays` dataset (unshuffled by default) and its arrays."""
+    images, labels = image_arrays(n, size, num_classes, seed)
+    names = class_names or [f"class_{i}" for i in range(num_classes)]
+    dataset = kt.data.from_arrays(
+        images, labels, class_names=names, batch_size=batch_size, shuffle=shuffle, seed=seed
+    )
+    return dataset, images, labels
+
+
+def weights_by_layer(model):
+    """`{layer name: [arrays]}` for the layers of `model` that hold weights."""
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
+
+
+def same_weights(first, second, atol=0.0):
+    return len(first) == len(second) and all(
+        np.allclose(a, b, atol=atol, rtol=0) for a, b in zip(first, second)
+    )
