@@ -274,9 +274,11 @@ class ImageClassifier(keras.Model):
             freeze(self.backbone)
             self.unfreeze_backbone(**_unfreeze_selector(unfreeze))
             self.compile(finetune_optimizer, learning_rate=finetune_learning_rate)
+            # Continue the epoch count where the head phase stopped (early or not).
+            first_epoch = len(head_history.epoch) if head_history is not None else 0
             start = time.perf_counter()
             finetune_history = self.fit(
-                x, y, initial_epoch=head_epochs, epochs=head_epochs + finetune_epochs,
+                x, y, initial_epoch=first_epoch, epochs=first_epoch + finetune_epochs,
                 callbacks=[*phase_callbacks("finetune", **phase_options), *callbacks],
                 **fit_kwargs,
             )
@@ -355,6 +357,10 @@ class ImageClassifier(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "backbone_name": self.backbone_name,
+            # keras-hub backbones rebuild from constructor arguments, which
+            # forgets which of their layers were frozen: keep that here.
+            "backbone_trainable": self.backbone.trainable,
+            "backbone_layers_trainable": {layer.name: layer.trainable for layer in self.backbone.layers},
         }
 
     @classmethod
@@ -362,6 +368,13 @@ class ImageClassifier(keras.Model):
         config = dict(config)
         backbone_name = config.pop("backbone_name", None)
         backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
+        backbone_trainable = config.pop("backbone_trainable", None)
+        layers_trainable = config.pop("backbone_layers_trainable", None) or {}
+        if backbone_trainable is not None:
+            backbone.trainable = backbone_trainable
+        for layer in backbone.layers:
+            if layer.name in layers_trainable:
+                layer.trainable = layers_trainable[layer.name]
         preprocessor = config.pop("preprocessor")
         model = cls(
             backbone,

@@ -30,7 +30,7 @@ _DEFAULT_ASSETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Every test starts from the same seeds and a clean Keras session."""
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(1234)
     yield
 

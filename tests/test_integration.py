@@ -1,0 +1,65 @@
+"""Integration: real ImageNet MobileNetV2 weights on real cats-vs-dogs photos.
+
+Uses the offline assets (KERAS_TRANSFER_ASSETS, or ../shared/assets): run
+../shared/bin/install-offline-assets first so that weights="imagenet" loads offline.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+
+PER_CLASS = 100
+IMAGE_SIZE = 160
+RECIPE = dict(head_epochs=3, finetune_epochs=1, unfreeze=10, head_learning_rate=1e-3,
+              finetune_learning_rate=1e-5, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def cats_and_dogs(assets_dir, tmp_path_factory):
+    """100 cats + 100 dogs from train/ and as many from validation/, as symlinks."""
+    source = os.path.join(assets_dir, "images", "cats_and_dogs_filtered")
+    root = tmp_path_factory.mktemp("cats_and_dogs")
+    for split in ("train", "validation"):
+        for animal in ("cats", "dogs"):
+            folder = os.path.join(source, split, animal)
+            if not os.path.isdir(folder):
+                pytest.fail(f"Missing {folder}: the offline assets are incomplete.", pytrace=False)
+            files = sorted(f for f in os.listdir(folder) if f.endswith(".jpg"))[:PER_CLASS]
+            assert len(files) == PER_CLASS
+            target = root / split / animal
+            target.mkdir(parents=True)
+            for name in files:
+                os.symlink(os.path.join(folder, name), target / name)
+    return str(root / "train"), str(root / "validation")
+
+
+def train_and_score(train_dir, val_dir, weights):
+    train, val = kt.data.image_folder(
+        train_dir, validation_dir=val_dir, image_size=IMAGE_SIZE, batch_size=32, cache=True
+    )
+    assert train.num_examples == val.num_examples == 2 * PER_CLASS
+    model = kt.ImageClassifier("mobilenet_v2", weights=weights, image_size=IMAGE_SIZE,
+                               class_names=train.class_names)
+    history = model.fine_tune(train, val, **RECIPE)
+    assert history.head.epoch == [0, 1, 2] and history.finetune.epoch == [3]
+    _, accuracy = model.evaluate(val, verbose=0)
+    np.testing.assert_allclose(accuracy, history.finetune.history["val_accuracy"][-1], atol=1e-6)
+    return model, accuracy
+
+
+@pytest.mark.integration
+def test_imagenet_mobilenet_v2_beats_random_weights_on_cats_and_dogs(cats_and_dogs):
+    train_dir, val_dir = cats_and_dogs
+    pretrained, pretrained_accuracy = train_and_score(train_dir, val_dir, "imagenet")
+    _, random_accuracy = train_and_score(train_dir, val_dir, None)
+    print(
+        f"\ncats vs dogs, {2 * PER_CLASS} train / {2 * PER_CLASS} validation images at "
+        f"{IMAGE_SIZE}px: ImageNet MobileNetV2 val accuracy {pretrained_accuracy:.3f}, "
+        f"random weights {random_accuracy:.3f}"
+    )
+    assert pretrained.class_names == ["cats", "dogs"]
+    assert pretrained_accuracy >= 0.85
+    assert pretrained_accuracy >= random_accuracy + 0.2
