@@ -13,7 +13,9 @@ import keras_transfer as kt
 
 PER_CLASS = 100
 IMAGE_SIZE = 160
-RECIPE = dict(head_epochs=3, finetune_epochs=1, unfreeze=10, head_learning_rate=1e-3,
+# Two head epochs and one fine-tuning epoch; validation is scored once at the end
+# (not after every epoch) to keep the test near a minute on two CPU cores.
+RECIPE = dict(head_epochs=2, finetune_epochs=1, unfreeze=10, head_learning_rate=2e-3,
               finetune_learning_rate=1e-5, verbose=0)
 
 
@@ -43,10 +45,10 @@ def train_and_score(train_dir, val_dir, weights):
     assert train.num_examples == val.num_examples == 2 * PER_CLASS
     model = kt.ImageClassifier("mobilenet_v2", weights=weights, image_size=IMAGE_SIZE,
                                class_names=train.class_names)
-    history = model.fine_tune(train, val, **RECIPE)
-    assert history.head.epoch == [0, 1, 2] and history.finetune.epoch == [3]
+    history = model.fine_tune(train, **RECIPE)
+    assert history.head.epoch == [0, 1] and history.finetune.epoch == [2]
+    assert np.isfinite(history.merged()["loss"]).all()
     _, accuracy = model.evaluate(val, verbose=0)
-    np.testing.assert_allclose(accuracy, history.finetune.history["val_accuracy"][-1], atol=1e-6)
     return model, accuracy
 
 
