@@ -1,6 +1,6 @@
 """keras-transfer: transfer learning on Keras 3.
 
-Pretrained backbones with new heads, freezing and two-phase fine-tuning,
+Pretrained image and text backbones with new heads, LoRA, freezing and two-phase fine-tuning,
 weight transfer, feature extraction, evaluation and a command line.
 
 >>> import keras_transfer as kt
@@ -15,12 +15,18 @@ from keras_transfer.backbones import (
     BackbonePreprocessing,
     BackboneSpec,
     build_backbone,
+    build_text_backbone,
     get_backbone_spec,
     list_backbones,
+    list_text_backbones,
 )
+from keras_transfer.export import ExportCheck, ExportResult, Quantization, check_export
+from keras_transfer.export import export as export_model
 from keras_transfer.freezing import freeze, parameter_counts, recompile, select_layers, unfreeze
 from keras_transfer.heads import Head
 from keras_transfer.image_classifier import ImageClassifier
+from keras_transfer.task import TransferModel
+from keras_transfer.text import TextClassifier, TokenPooling
 from keras_transfer.training import FineTuneHistory, make_optimizer
 from keras_transfer.transfer import TransferReport, extract_features, transfer_weights
 

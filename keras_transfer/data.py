@@ -1,5 +1,9 @@
 """Datasets for transfer learning: image folders, numpy arrays and TFDS.
 
+The text loaders (`text_file`, `from_texts`, `from_pandas`, `from_tfds_text`,
+`TextCleaner`, `choose_sequence_length`) live in `keras_transfer.text_data`
+and are re-exported here.
+
 Every loader returns `tf.data.Dataset` objects that yield batches
 `(images, labels)`: images are float32 `(B, H, W, 3)` raw pixels in [0, 255]
 (models do their own preprocessing) and labels are int32 class indices `(B,)`.
@@ -17,13 +21,21 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer.augment import augmentation
+from keras_transfer.errors import DataError
+from keras_transfer.errors import check_class_count as _check_class_count
+from keras_transfer.errors import check_split_range as _check_split_range
+from keras_transfer.errors import check_split_size as _check_split_size
+from keras_transfer.text_data import (  # noqa: F401  (re-exported as kt.data.*)
+    TextCleaner,
+    choose_sequence_length,
+    from_pandas,
+    from_texts,
+    from_tfds_text,
+    text_file,
+)
 
 # The extensions keras.utils.image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-
-
-class DataError(ValueError):
-    """Bad input data; the message says what is wrong and how to fix it."""
 
 
 # --------------------------------------------------------------------------
@@ -113,33 +125,6 @@ def _image_size(image_size):
         f"image_size must be a positive int or a (height, width) pair, got "
         f"{image_size!r}: pass e.g. image_size=224 or image_size=(224, 224)."
     )
-
-
-def _check_split_range(validation_split):
-    if not 0 < validation_split < 1:
-        raise DataError(
-            f"validation_split must be between 0 and 1 (exclusive), got "
-            f"{validation_split!r}: pass e.g. validation_split=0.2 to hold out "
-            f"20% of the data."
-        )
-
-
-def _check_split_size(validation_split, num_examples):
-    if int(validation_split * num_examples) == 0:
-        raise DataError(
-            f"validation_split={validation_split} of {num_examples} examples "
-            f"leaves no validation examples: use a larger validation_split or "
-            f"more data."
-        )
-
-
-def _check_class_count(class_names, where):
-    if len(class_names) < 2:
-        raise DataError(
-            f"need at least 2 classes for classification, but {where} has "
-            f"{len(class_names)}: {list(class_names)}. Add examples of at "
-            f"least one more class."
-        )
 
 
 # --------------------------------------------------------------------------

@@ -58,3 +58,39 @@ def same_weights(first, second, atol=0.0):
     return len(first) == len(second) and all(
         np.allclose(a, b, atol=atol, rtol=0) for a, b in zip(first, second)
     )
+
+
+# A vocabulary small enough for a two-layer BERT to learn toy sentiment.
+TINY_WORDS = "good great fine love best nice bad awful hate worst dull poor film movie plot the a it was is".split()
+TINY_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
+
+
+def tiny_bert(seed=0):
+    """A randomly initialised 2-layer BERT (hidden 32) and its preprocessor."""
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(TINY_VOCABULARY), num_layers=2, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=32,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=TINY_VOCABULARY)
+    return backbone, keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
+
+
+def tiny_text_classifier(num_classes=2, *, head=None, class_names=None, pooling="auto", seed=0):
+    """A `TextClassifier` on `tiny_bert`."""
+    backbone, preprocessor = tiny_bert(seed)
+    if head is None:
+        head = kt.Head.multiclass(num_classes, dropout=0.0)
+    return kt.TextClassifier(backbone, preprocessor=preprocessor, head=head,
+                             class_names=class_names, pooling=pooling)
+
+
+def sentiment_texts(repeats=4):
+    """Toy sentences whose label is their sentiment word's: 1 positive, 0 negative."""
+    positive = ["good film", "great movie", "the best plot", "love it", "nice film", "it was fine"]
+    negative = ["bad film", "awful movie", "the worst plot", "hate it", "dull film", "it was poor"]
+    texts = (positive + negative) * repeats
+    labels = ([1] * len(positive) + [0] * len(negative)) * repeats
+    return texts, np.array(labels, dtype="int32")
