@@ -8,6 +8,20 @@ import time
 
 EXIT_BAD_INPUT = 2
 
+# Kept here (and checked against the library by the tests) so that `--help`
+# does not have to import TensorFlow.
+TEXT_STRATEGIES = ("full", "frozen", "lora")
+POOLINGS = ("auto", "pooled", "cls", "mean", "max")
+CLEANING_STEPS = ("lower", "strip_html", "remove_urls", "remove_punctuation", "remove_numbers",
+                  "remove_stopwords", "collapse_whitespace")
+DEFAULT_LORA_RANK = 8
+# Learning rate (Adam) of the phase that `--epochs` counts, per strategy: the
+# top of BERT's fine-tuning range for the whole network, the head rate of
+# `TextClassifier.FINE_TUNE_DEFAULTS` for a head alone, and a higher rate for
+# LoRA adapters, which start at zero and need it to move in a few epochs.
+TEXT_LEARNING_RATES = {"full": 5e-5, "frozen": 1e-3, "lora": 2e-3}
+TEXT_HEAD_LEARNING_RATE = 1e-3
+
 
 class CommandError(Exception):
     """Bad input found before any long work; printed without a traceback."""
@@ -21,8 +35,12 @@ def _parser():
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    backbones = commands.add_parser("backbones", help="list the backbones in the registry")
-    backbones.add_argument("--family", help="only this family, e.g. MobileNet")
+    backbones = commands.add_parser(
+        "backbones", help="list the backbones in the registry (--text: the keras-hub text presets)"
+    )
+    backbones.add_argument("--family", help="only this family, e.g. MobileNet (with --text: BERT)")
+    backbones.add_argument("--text", action="store_true",
+                           help="list the keras-hub text backbone presets by family (for train-text)")
     backbones.add_argument("--json", action="store_true", help="print JSON instead of a table")
     backbones.set_defaults(run=_backbones)
 
@@ -62,16 +80,89 @@ def _parser():
     train.add_argument("--json", action="store_true", help="print the report as JSON at the end")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a folder of images")
-    evaluate.add_argument("model", metavar="MODEL", help="a model.keras written by train")
-    evaluate.add_argument("data_dir", metavar="DATA_DIR", help="images, one sub-folder per class")
-    evaluate.add_argument("--batch-size", type=int, default=32, metavar="N")
+    train_text = commands.add_parser(
+        "train-text",
+        help="fine-tune a keras-hub text backbone on a CSV/TSV file of labelled texts",
+        description="Puts a new classification head on a pretrained keras-hub text backbone "
+        "and trains it: the whole network (--strategy full, the default), the head alone on "
+        "the frozen backbone (frozen), or LoRA adapters and the head (lora; --lora-rank alone "
+        "implies it). Writes OUT_DIR/model.keras, report.json and training_curves.png, plus "
+        "confusion_matrix.png when there is validation data.",
+    )
+    train_text.add_argument("train_file", metavar="TRAIN_FILE",
+                            help="CSV or TSV file (UTF-8), one example per row")
+    validation = train_text.add_mutually_exclusive_group()
+    validation.add_argument("--val-file", metavar="FILE", help="validation examples, same columns")
+    validation.add_argument("--val-split", type=float, metavar="F",
+                            help="hold out this fraction of TRAIN_FILE (seeded)")
+    _add_text_file_options(train_text)
+    train_text.add_argument("--backbone", required=True, metavar="PRESET_OR_DIR",
+                            help="keras-hub preset (see `keras-transfer backbones --text`), hub handle, "
+                            "or a local keras-hub preset / Hugging Face folder")
+    train_text.add_argument("--weights", default="pretrained", metavar="pretrained|none|PATH",
+                            help="backbone weights (default: pretrained)")
+    train_text.add_argument("--strategy", choices=TEXT_STRATEGIES,
+                            help="what trains: full (everything), frozen (the head only) or lora "
+                            "(LoRA adapters + head). Default: lora with --lora-rank, else full")
+    train_text.add_argument("--lora-rank", type=_positive_int, metavar="R",
+                            help=f"rank of the LoRA adapters (implies --strategy lora; "
+                            f"default with lora: {DEFAULT_LORA_RANK})")
+    train_text.add_argument("--sequence-length", type=int, metavar="N",
+                            help="tokens per text (default: the 95th percentile of the training "
+                            "texts' token counts, capped by the backbone)")
+    train_text.add_argument("--epochs", type=_positive_int, default=3, metavar="N",
+                            help="epochs of the strategy's training (default: 3)")
+    train_text.add_argument("--head-epochs", type=_non_negative_int, metavar="N",
+                            help=f"full and lora only: first train the head alone on the frozen "
+                            f"backbone for N epochs at {TEXT_HEAD_LEARNING_RATE:g} (default: 0)")
+    train_text.add_argument("--lr", type=_positive_float, metavar="LR",
+                            help="learning rate of the --epochs phase (Adam; default: "
+                            + ", ".join(f"{rate:g} {name}" for name, rate in TEXT_LEARNING_RATES.items())
+                            + ")")
+    train_text.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    train_text.add_argument("--max-examples", type=_positive_int, metavar="N",
+                            help="use a seeded random subset of N rows of each file")
+    train_text.add_argument("--pooling", default="auto", choices=POOLINGS,
+                            help="how the token sequence becomes one vector: the backbone's pooler, "
+                            "the [CLS] token, or the masked mean or max over tokens; auto takes what a "
+                            "sentence-transformers folder's 1_Pooling/config.json names, else the "
+                            "pooler where the backbone has one, else the mean (default: auto)")
+    train_text.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                            help="stop a phase after PATIENCE epochs without improvement")
+    train_text.add_argument("--seed", type=int, default=1337)
+    train_text.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
+    train_text.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
+    train_text.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    train_text.set_defaults(run=_train_text)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a saved model on a folder of images, or a text model on a CSV/TSV file",
+        description="Scores a model.keras written by train (on an image folder, one sub-folder "
+        "per class) or by train-text (on a CSV/TSV file read with --text-column and "
+        "--label-column).",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
+    evaluate.add_argument("data", metavar="DATA",
+                          help="images, one sub-folder per class; for a text model, a CSV/TSV file")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    _add_text_file_options(evaluate, for_model=True)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files with a saved model")
-    predict.add_argument("model", metavar="MODEL", help="a model.keras written by train")
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict = commands.add_parser(
+        "predict",
+        help="classify image files, or sentences with a text model",
+        description="Prints the predicted class and its probability for each input: image "
+        "files for a model written by train, sentences for one written by train-text.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
+    predict.add_argument("inputs", metavar="INPUT", nargs="*",
+                         help="image files; for a text model, sentences (quote each one)")
+    predict.add_argument("--file", metavar="FILE",
+                         help="read more inputs from FILE, one per line (blank lines are skipped)")
+    predict.add_argument("--clean", nargs="+", metavar="STEP", choices=CLEANING_STEPS,
+                         help="text models: the cleaning steps the model was trained with")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(run=_predict)
 
@@ -84,6 +175,46 @@ def _parser():
     return parser
 
 
+def _add_text_file_options(parser, for_model=False):
+    where = "text models: " if for_model else ""
+    parser.add_argument("--text-column", default="text", metavar="C",
+                        help=f"{where}column with the texts: a header name or a 0-based index (default: text)")
+    parser.add_argument("--label-column", default="label", metavar="C",
+                        help=f"{where}column with the labels: a header name or a 0-based index (default: label)")
+    parser.add_argument("--header", default="auto", choices=["auto", "yes", "no"],
+                        help=f"{where}whether the first row names the columns; auto: yes when the "
+                        "named columns are in it (with index columns, auto means no)")
+    parser.add_argument("--delimiter", default="auto", metavar="CHAR",
+                        help=f"{where}field separator, e.g. ';' or tab (default: tab for .tsv, comma "
+                        "for .csv, else sniffed from the file)")
+    parser.add_argument("--clean", nargs="+", metavar="STEP", choices=CLEANING_STEPS,
+                        help=f"{where}cleaning steps applied to every text, in order: "
+                        + ", ".join(CLEANING_STEPS)
+                        + (" (give the ones the model was trained with)" if for_model else ""))
+
+
+def _positive_int(text):
+    return _number(text, int, lambda value: value > 0, "a positive integer")
+
+
+def _non_negative_int(text):
+    return _number(text, int, lambda value: value >= 0, "an integer >= 0")
+
+
+def _positive_float(text):
+    return _number(text, float, lambda value: value > 0, "a positive number")
+
+
+def _number(text, kind, valid, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
@@ -94,6 +225,8 @@ def main(argv=None):
 
 
 def _backbones(args):
+    if args.text:
+        return _text_backbones(args)
     from keras_transfer.backbones import list_backbones
 
     specs = list_backbones(args.family)
@@ -106,6 +239,30 @@ def _backbones(args):
     for spec in specs:
         print(f"{spec.name:<22} {spec.family:<15} {spec.default_size:>7} {spec.min_size:>4}  {spec.constructor}")
     print(f"{len(specs)} backbones. keras-hub image presets and local preset folders also work as --backbone.")
+
+
+def _text_backbones(args):
+    import textwrap
+
+    from keras_transfer.backbones import TEXT_BACKBONES, list_text_backbones
+
+    families = list_text_backbones(args.family)
+    if not families:
+        raise CommandError(
+            f"no text backbone family {args.family!r}; families: {', '.join(TEXT_BACKBONES)}."
+        )
+    if args.json:
+        print(json.dumps(families, indent=2))
+        return
+    for family, presets in families.items():
+        spec = TEXT_BACKBONES[family]
+        pooler = ", with a pooler" if spec.has_pooler else ""
+        print(f"{family} (keras_hub.models.{spec.backbone_class}{pooler}): {len(presets)} presets")
+        print(textwrap.fill("  ".join(presets), width=100, initial_indent="  ",
+                            subsequent_indent="  ", break_on_hyphens=False))
+    count = sum(len(presets) for presets in families.values())
+    print(f"{count} presets in {len(families)} families. Local keras-hub preset folders and Hugging Face "
+          "folders (e.g. all-MiniLM-L6-v2) also work as --backbone of train-text.")
 
 
 def _check_output_dir(path, overwrite):
@@ -204,6 +361,158 @@ def _train(args):
         print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
 
 
+def _column(text):
+    """A column option: a 0-based index when it is all digits, else a header name."""
+    return int(text) if text.isdigit() else text
+
+
+def _text_file_options(args):
+    """The `text_file` keyword arguments shared by train-text and evaluate."""
+    return dict(
+        text_column=_column(args.text_column),
+        label_column=_column(args.label_column),
+        header={"auto": "auto", "yes": True, "no": False}[args.header],
+        delimiter={"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter),
+        clean=args.clean,
+        batch_size=args.batch_size,
+    )
+
+
+def _text_strategy(args):
+    """`(strategy, lora_rank, head_epochs)` from the options, or a CommandError."""
+    strategy = args.strategy or ("lora" if args.lora_rank else "full")
+    if args.lora_rank and strategy != "lora":
+        raise CommandError(
+            f"--lora-rank trains LoRA adapters, which --strategy {strategy} does not: "
+            "drop --lora-rank, or use --strategy lora."
+        )
+    if args.head_epochs is not None and strategy == "frozen":
+        raise CommandError(
+            "--head-epochs is a first phase before full or lora training; with --strategy "
+            "frozen only the head trains, for --epochs epochs: drop --head-epochs."
+        )
+    if args.sequence_length is not None and args.sequence_length < 2:
+        raise CommandError(
+            f"--sequence-length {args.sequence_length} is too short: a text needs at least "
+            "2 tokens ([CLS] and [SEP]) plus its words."
+        )
+    lora_rank = (args.lora_rank or DEFAULT_LORA_RANK) if strategy == "lora" else None
+    return strategy, lora_rank, args.head_epochs or 0
+
+
+def _train_text(args):
+    strategy, lora_rank, head_epochs = _text_strategy(args)
+    _check_output_dir(args.output, args.overwrite)
+    import keras
+
+    from keras_transfer import evaluation, files, text_data
+    from keras_transfer.backbones import PRETRAINED
+    from keras_transfer.text import TextClassifier
+
+    keras.utils.set_random_seed(args.seed)
+    learning_rate = args.lr or TEXT_LEARNING_RATES[strategy]
+    weights = {"pretrained": PRETRAINED, "none": None}.get(args.weights, args.weights)
+    try:
+        loaded = text_data.text_file(
+            args.train_file, validation_file=args.val_file, validation_split=args.val_split,
+            max_examples=args.max_examples, seed=args.seed, **_text_file_options(args),
+        )
+        train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
+        model = TextClassifier(
+            args.backbone, weights=weights, class_names=train.class_names,
+            sequence_length=args.sequence_length, pooling=args.pooling,
+        )
+        if lora_rank:
+            model.enable_lora(lora_rank)
+        model.check_data(train, validation)  # also picks the sequence length
+    except _bad_input_errors() as error:
+        raise CommandError(error) from error
+
+    if strategy == "frozen":
+        phases = dict(head_epochs=args.epochs, finetune_epochs=0, head_learning_rate=learning_rate)
+    else:
+        phases = dict(head_epochs=head_epochs, finetune_epochs=args.epochs,
+                      head_learning_rate=TEXT_HEAD_LEARNING_RATE, finetune_learning_rate=learning_rate)
+    print(f"Training {model.backbone_name} ({_strategy_text(strategy, lora_rank)}) on "
+          f"{train.num_examples} texts, {len(train.class_names)} classes, "
+          f"sequence length {model.sequence_length}.")
+    start = time.perf_counter()
+    history = model.fine_tune(
+        train, validation, **phases, unfreeze="all", optimizer="adam", finetune_optimizer="adam",
+        early_stopping=args.early_stopping,
+    )
+    seconds = time.perf_counter() - start
+
+    report = evaluation.evaluate_model(model, validation) if validation is not None else None
+    os.makedirs(args.output, exist_ok=True)
+    files.save_model(model, os.path.join(args.output, "model.keras"))
+    written = ["model.keras", "report.json", "training_curves.png"]
+    evaluation.plot_training_curves(history, os.path.join(args.output, "training_curves.png"))
+    if report is not None:
+        evaluation.plot_confusion_matrix(
+            report.confusion_matrix, report.class_names, os.path.join(args.output, "confusion_matrix.png")
+        )
+        written.append("confusion_matrix.png")
+    trainable, total = model.parameter_counts()
+    merged = history.merged()
+    summary = {
+        "backbone": model.backbone_name,
+        "weights": args.weights,
+        "strategy": strategy,
+        "lora_rank": lora_rank,
+        "lora_layers": len(model.lora_layers),
+        "pooling": model.pooling,
+        "sequence_length": model.sequence_length,
+        "classes": train.class_names,
+        "num_train": train.num_examples,
+        "num_val": validation.num_examples if validation is not None else 0,
+        "val_accuracy": report.accuracy if report is not None else None,
+        "train_accuracy_last_epoch": merged["accuracy"][-1] if merged.get("accuracy") else None,
+        "text_column": args.text_column,
+        "label_column": args.label_column,
+        "clean": args.clean,
+        "learning_rate": learning_rate,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "phases": {
+            name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
+            for name, phase in history.phases
+        },
+        "seconds": round(seconds, 2),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100.0 * trainable / total, 4),
+        "history": merged,
+        "evaluation": report.to_dict() if report is not None else None,
+    }
+    files.write_json(summary, os.path.join(args.output, "report.json"))
+
+    print()
+    if report is not None:
+        print(report.format_text())
+        scored = f"validation accuracy {report.accuracy:.3f}"
+    else:
+        last = summary["train_accuracy_last_epoch"]
+        scored = "no validation data given" + (f", last epoch's training accuracy {last:.3f}" if last is not None else "")
+    print(f"\n{model.backbone_name} ({_strategy_text(strategy, lora_rank)}) on "
+          f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
+          f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
+          f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%).")
+    if args.clean:
+        print(f"The texts were cleaned with {' '.join(args.clean)}: pass the same --clean to evaluate and predict.")
+    print(f"Wrote {', '.join(written)} to {args.output}")
+    if args.json:
+        print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
+
+
+def _strategy_text(strategy, lora_rank):
+    return {
+        "full": "full fine-tuning",
+        "frozen": "head only, frozen backbone",
+        "lora": f"LoRA rank {lora_rank}",
+    }[strategy]
+
+
 def _parse_unfreeze(text):
     if text == "all":
         return "all"
@@ -224,15 +533,25 @@ def _load_model(path):
 
     import keras_transfer  # noqa: F401  (registers the classes the file names)
 
-    return keras.saving.load_model(path)
+    # Only predictions are needed: skipping the optimizer state also skips Keras's
+    # warning about it for models saved after a LoRA or frozen-backbone phase.
+    return keras.saving.load_model(path, compile=False)
+
+
+def _is_text_model(model):
+    from keras_transfer.text import TextClassifier
+
+    return isinstance(model, TextClassifier)
 
 
 def _evaluate(args):
     from keras_transfer import data, evaluation
 
     model = _load_model(args.model)
+    if _is_text_model(model):
+        return _evaluate_text(model, args)
     try:
-        dataset = data.image_folder(args.data_dir, image_size=model.image_size,
+        dataset = data.image_folder(args.data, image_size=model.image_size,
                                     batch_size=args.batch_size, shuffle=False)
     except data.DataError as error:
         raise CommandError(error) from error
@@ -247,13 +566,47 @@ def _evaluate(args):
         print(report.format_text())
 
 
+def _evaluate_text(model, args):
+    from keras_transfer import evaluation, text_data
+
+    try:
+        # The model's classes fix the label order; labels it does not know fail here.
+        dataset = text_data.text_file(args.data, class_names=model.class_names, shuffle=False,
+                                      **_text_file_options(args))
+    except text_data.DataError as error:
+        raise CommandError(error) from error
+    report = evaluation.evaluate_model(model, dataset, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.format_text())
+
+
+def _predict_inputs(args):
+    inputs = list(args.inputs)
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as file:
+                inputs += [line.rstrip("\r\n") for line in file if line.strip()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"cannot read --file {args.file!r} ({error}).") from error
+    if not inputs:
+        raise CommandError("nothing to predict: give inputs after MODEL, or --file with one per line.")
+    return inputs
+
+
 def _predict(args):
+    inputs = _predict_inputs(args)
+    model = _load_model(args.model)
+    if _is_text_model(model):
+        return _predict_text(model, inputs, args)
+    if args.clean:
+        raise CommandError("--clean applies to text models; this is an image model.")
     import numpy as np
     import keras
 
-    model = _load_model(args.model)
     images = []
-    for path in args.images:
+    for path in inputs:
         try:
             image = keras.utils.load_img(path, target_size=model.image_size)
         except Exception as error:  # PIL raises several kinds for unreadable files
@@ -262,13 +615,31 @@ def _predict(args):
     indices, probabilities = model.predict_classes(np.stack(images))
     names = model.class_names or [str(i) for i in range(max(indices) + 1)]
     rows = [{"image": path, "class": names[index], "probability": round(float(probability), 4)}
-            for path, index, probability in zip(args.images, indices, probabilities)]
+            for path, index, probability in zip(inputs, indices, probabilities)]
     if args.json:
         print(json.dumps(rows))
         return
-    width = max(len(path) for path in args.images)
+    width = max(len(path) for path in inputs)
     for row in rows:
         print(f"{row['image']:<{width}}  {row['class']}  ({row['probability']:.3f})")
+
+
+def _predict_text(model, sentences, args):
+    from keras_transfer.text_data import TextCleaner
+
+    texts = TextCleaner(args.clean)(sentences) if args.clean else sentences
+    indices, probabilities = model.predict_classes(texts)
+    names = model.class_names or [str(i) for i in range(max(indices) + 1)]
+    rows = [{"text": sentence, "class": names[index], "probability": round(float(probability), 4)}
+            for sentence, index, probability in zip(sentences, indices, probabilities)]
+    if args.json:
+        print(json.dumps(rows))
+        return
+    width = max(len(row["class"]) for row in rows)
+    for row in rows:
+        text = " ".join(row["text"].split())
+        text = text if len(text) <= 70 else text[:67] + "..."
+        print(f"{row['class']:<{width}}  ({row['probability']:.3f})  {text}")
 
 
 def _demo(args):

@@ -231,6 +231,11 @@ def _predict(model, data, batch_size):
         inputs, labels = data[0], data[1]
         outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
         return np.asarray(labels), np.asarray(outputs)
+    # Tasks that preprocess outside the graph (a TextClassifier tokenizes raw
+    # sentences) turn the dataset into the inputs their graph takes.
+    to_model_inputs = getattr(model, "model_inputs", None)
+    if to_model_inputs is not None:
+        data = to_model_inputs(data)
     # Predicting batch by batch keeps labels and predictions from the same
     # iteration: a second pass over a shuffled dataset would come in another order.
     labels, outputs = [], []

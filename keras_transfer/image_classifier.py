@@ -6,7 +6,7 @@ import numpy as np
 from keras_transfer import data as data_lib
 from keras_transfer.backbones import BackbonePreprocessing, build_backbone
 from keras_transfer.heads import Head
-from keras_transfer.task import TransferModel
+from keras_transfer.task import TransferModel, resolve_head
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -66,17 +66,7 @@ class ImageClassifier(TransferModel):
             raise ValueError(
                 f"The backbone {backbone_name!r} has no fixed input size: pass image_size."
             )
-        if class_names is not None:
-            class_names = [str(name) for name in class_names]
-            if num_classes is not None and num_classes != len(class_names):
-                raise ValueError(
-                    f"num_classes={num_classes} but {len(class_names)} class_names were given."
-                )
-            num_classes = num_classes or len(class_names)
-        if head is None:
-            if num_classes is None:
-                raise ValueError("Pass num_classes (or class_names, or a head) to size the head.")
-            head = Head.multiclass(num_classes)
+        head, class_names = resolve_head(head, num_classes, class_names)
 
         inputs = keras.Input(shape=(*image_size, channels), name="image")
         x = preprocessor(inputs) if preprocessor is not None else inputs

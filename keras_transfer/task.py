@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_transfer import data as data_lib
+from keras_transfer.heads import Head
 from keras_transfer.freezing import freeze, parameter_counts, recompile, unfreeze
 from keras_transfer.training import FineTuneHistory, make_optimizer, phase_callbacks
 
@@ -352,6 +353,22 @@ class TransferModel(keras.Model):
             if layer.name in layers_trainable:
                 layer.trainable = layers_trainable[layer.name]
         return backbone
+
+
+def resolve_head(head, num_classes, class_names):
+    """The task's head and class names from whichever of the three were given."""
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if num_classes is not None and num_classes != len(class_names):
+            raise ValueError(
+                f"num_classes={num_classes} but {len(class_names)} class_names were given."
+            )
+        num_classes = num_classes or len(class_names)
+    if head is None:
+        if num_classes is None:
+            raise ValueError("Pass num_classes (or class_names, or a head) to size the head.")
+        head = Head.multiclass(num_classes)
+    return head, class_names
 
 
 def _unfreeze_selector(unfreeze):

@@ -6,6 +6,7 @@ preprocessor (tokenizer + packer) runs in the tf.data pipeline, so `fit`,
 `evaluate`, `predict` and `fine_tune` also take raw sentences.
 """
 
+import json
 import os
 
 import keras
@@ -16,7 +17,7 @@ from keras_transfer import data as data_lib
 from keras_transfer import files
 from keras_transfer.backbones import PRETRAINED, build_text_backbone
 from keras_transfer.heads import Head
-from keras_transfer.task import TransferModel
+from keras_transfer.task import TransferModel, resolve_head
 
 POOLINGS = ("auto", "pooled", "cls", "mean", "max")
 
@@ -70,8 +71,9 @@ class TextClassifier(TransferModel):
         head: a `Head`; defaults to `Head.multiclass(num_classes)`.
         class_names: names of the classes, kept with the saved model.
         pooling: `"pooled"` (the backbone's pooler output), `"cls"`, `"mean"`
-            or `"max"` over tokens; `"auto"` takes the pooler where the
-            backbone has one, otherwise the mean.
+            or `"max"` over tokens; `"auto"` takes what a sentence-transformers
+            folder says it was trained with (`1_Pooling/config.json`), else
+            the pooler where the backbone has one, else the mean.
 
     Example:
     >>> model = TextClassifier("path/to/all-MiniLM-L6-v2", num_classes=2, pooling="mean")
@@ -108,23 +110,15 @@ class TextClassifier(TransferModel):
                 )
             backbone_name = backbone.name
         else:
+            if pooling == "auto":
+                pooling = sentence_transformers_pooling(backbone) or pooling
             built = build_text_backbone(backbone, weights=weights, sequence_length=sequence_length)
             backbone, preprocessor, backbone_name = built.model, built.preprocessor, built.name
         if sequence_length is not None:
             preprocessor.sequence_length = _check_sequence_length(sequence_length, backbone)
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}.")
-        if class_names is not None:
-            class_names = [str(name) for name in class_names]
-            if num_classes is not None and num_classes != len(class_names):
-                raise ValueError(
-                    f"num_classes={num_classes} but {len(class_names)} class_names were given."
-                )
-            num_classes = num_classes or len(class_names)
-        if head is None:
-            if num_classes is None:
-                raise ValueError("Pass num_classes (or class_names, or a head) to size the head.")
-            head = Head.multiclass(num_classes)
+        head, class_names = resolve_head(head, num_classes, class_names)
 
         inputs = {
             name: keras.Input(shape=(None,), dtype="int32", name=name)
@@ -315,6 +309,25 @@ class TextClassifier(TransferModel):
         )
         model.backbone_name = backbone_name or model.backbone_name
         return model
+
+
+def sentence_transformers_pooling(folder):
+    """The pooling a sentence-transformers folder was trained with, or None.
+
+    Such folders (e.g. all-MiniLM-L6-v2) keep BERT's pooler weights, which
+    sentence-embedding training never used; `1_Pooling/config.json` names the
+    pooling it did use.
+    """
+    config_path = os.path.join(os.fspath(folder), "1_Pooling", "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    with open(config_path, encoding="utf-8") as file:
+        config = json.load(file)
+    for key, mode in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
+                      ("pooling_mode_max_tokens", "max")):
+        if config.get(key):
+            return mode
+    return None
 
 
 def _max_sequence_length(backbone):

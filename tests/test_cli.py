@@ -1,5 +1,7 @@
 """The `keras-transfer` command line, end to end through `main()` and the installed script."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import sentiment_texts, tiny_bert
+from keras_transfer import cli
 from keras_transfer.cli import EXIT_BAD_INPUT, main
 
 
@@ -125,7 +129,7 @@ def test_backbones_lists_registry(capsys):
     assert [spec["name"] for spec in json.loads(capsys.readouterr().out)] == ["vgg16", "vgg19"]
 
 
-@pytest.mark.parametrize("command", ["backbones", "train", "evaluate", "predict", "demo"])
+@pytest.mark.parametrize("command", ["backbones", "train", "train-text", "evaluate", "predict", "demo"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -166,3 +170,284 @@ def test_train_on_real_cats_and_dogs(assets_dir, tmp_path):
     report = json.loads((output / "report.json").read_text())
     print("CLI train on 100 real cats/dogs images, val accuracy:", report["val_accuracy"])
     assert report["val_accuracy"] >= 0.75
+
+
+# --------------------------------------------------------------------------
+# Text: train-text, and evaluate / predict / backbones on text models.
+
+TEXT_CLASSES = ["negative", "positive"]
+TEXT_REPORT_KEYS = {
+    "val_accuracy", "classes", "trainable_params", "total_params", "trainable_percent", "seconds",
+    "strategy", "sequence_length", "backbone", "num_train", "num_val",
+}
+
+
+def _write_table(path, rows, delimiter=",", header=("text", "label")):
+    lines = [delimiter.join(header)] if header else []
+    lines += [delimiter.join(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _sentiment_rows(repeats, label_first=False):
+    texts, labels = sentiment_texts(repeats)
+    return [(TEXT_CLASSES[label], text) if label_first else (text, TEXT_CLASSES[label])
+            for text, label in zip(texts, labels)]
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory):
+    """A tiny BERT saved as a keras-hub preset folder, and small CSV/TSV files of toy sentiment."""
+    root = tmp_path_factory.mktemp("cli_text")
+    backbone, preprocessor = tiny_bert()
+    backbone.save_to_preset(str(root / "preset"))
+    preprocessor.save_to_preset(str(root / "preset"))
+    _write_table(root / "train.csv", _sentiment_rows(2))
+    _write_table(root / "val.csv", _sentiment_rows(1))
+    # SMS-spam style: label first, tab-separated, no header (columns by index).
+    _write_table(root / "train.tsv", _sentiment_rows(1, label_first=True), "\t", header=None)
+    return root
+
+
+def _train_text(text_files, output, *extra):
+    return main(["train-text", str(text_files / "train.csv"), "--backbone", str(text_files / "preset"),
+                 "--weights", "none", "--batch-size", "8", "--output", str(output), *extra])
+
+
+def _last_json_line(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def text_run(text_files):
+    """One LoRA training, reused by the evaluate and predict tests."""
+    output = text_files / "lora_run"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = _train_text(text_files, output, "--val-file", str(text_files / "val.csv"),
+                           "--lora-rank", "2", "--epochs", "1", "--json")
+    assert code == 0
+    return output, stdout.getvalue().strip().splitlines()
+
+
+def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
+    output, printed = text_run
+    assert sorted(os.listdir(output)) == [
+        "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
+    ]
+    report = json.loads((output / "report.json").read_text())
+    assert TEXT_REPORT_KEYS <= set(report)
+    assert report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
+    assert report["classes"] == TEXT_CLASSES
+    assert report["num_train"] == 24 and report["num_val"] == 12
+    assert report["backbone"] == str(text_files / "preset")
+    assert 2 <= report["sequence_length"] <= 32  # chosen from the texts, capped by the backbone
+    assert 0 < report["trainable_params"] < report["total_params"] and report["trainable_percent"] < 10
+    assert report["phases"]["finetune"]["epochs"] == 1 and "head" not in report["phases"]
+    assert 0.0 <= report["val_accuracy"] <= 1.0 and report["seconds"] > 0
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        assert (output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The summary ends with where the files went, then one line of JSON.
+    assert any("validation accuracy" in line and "LoRA rank 2" in line for line in printed)
+    assert f"to {output}" in printed[-2]
+    assert _last_json_line(printed[-1])["val_accuracy"] == report["val_accuracy"]
+
+
+@pytest.mark.parametrize("strategy", ["full", "frozen"])
+def test_train_text_full_and_frozen(text_files, tmp_path, strategy):
+    output = tmp_path / "run"
+    if strategy == "full":
+        # The whole network; validation carved out of the file.
+        code = _train_text(text_files, output, "--strategy", "full", "--epochs", "1",
+                           "--val-split", "0.25", "--sequence-length", "8")
+    else:
+        # The head alone, no validation data, columns by index in a headerless TSV.
+        code = main(["train-text", str(text_files / "train.tsv"), "--text-column", "1",
+                     "--label-column", "0", "--backbone", str(text_files / "preset"), "--weights", "none",
+                     "--strategy", "frozen", "--epochs", "1", "--batch-size", "8", "--output", str(output)])
+    assert code == 0
+    report = json.loads((output / "report.json").read_text())
+    assert TEXT_REPORT_KEYS <= set(report) and report["strategy"] == strategy
+    assert report["classes"] == TEXT_CLASSES and report["lora_rank"] is None
+    if strategy == "full":
+        assert sorted(os.listdir(output)) == [
+            "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
+        ]
+        assert report["num_train"] == 18 and report["num_val"] == 6 and report["sequence_length"] == 8
+        assert list(report["phases"]) == ["finetune"] and report["phases"]["finetune"]["epochs"] == 1
+        assert report["trainable_params"] == report["total_params"]
+        assert report["learning_rate"] == cli.TEXT_LEARNING_RATES["full"]
+    else:
+        assert sorted(os.listdir(output)) == ["model.keras", "report.json", "training_curves.png"]
+        assert report["num_train"] == 12 and report["num_val"] == 0 and report["val_accuracy"] is None
+        assert list(report["phases"]) == ["head"]
+        assert report["trainable_params"] == 32 * 2 + 2  # the Dense head on the 32-wide pooler
+        assert report["learning_rate"] == cli.TEXT_LEARNING_RATES["frozen"]
+
+
+def test_evaluate_text_model_on_a_csv_file(text_files, text_run, capsys):
+    output, _ = text_run
+    assert main(["evaluate", str(output / "model.keras"), str(text_files / "val.csv"), "--json"]) == 0
+    result = _last_json_line(capsys.readouterr().out)
+    assert result["num_examples"] == 12 and result["class_names"] == TEXT_CLASSES
+    assert np.array(result["confusion_matrix"]).sum() == 12
+    # The reloaded model scores the validation file as it did right after training.
+    report = json.loads((output / "report.json").read_text())
+    assert result["accuracy"] == pytest.approx(report["val_accuracy"])
+
+    # Columns by index, and the text report.
+    assert main(["evaluate", str(output / "model.keras"), str(text_files / "train.tsv"),
+                 "--text-column", "1", "--label-column", "0"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_model_accepts_a_text_classifier_and_a_string_dataset(text_files, text_run):
+    import keras
+
+    import keras_transfer as kt
+
+    output, _ = text_run
+    model = keras.saving.load_model(output / "model.keras", compile=False)
+    dataset = kt.data.text_file(text_files / "val.csv", text_column="text", label_column="label",
+                                shuffle=False)
+    report = kt.evaluation.evaluate_model(model, dataset)
+    assert report.num_examples == 12 and report.class_names == TEXT_CLASSES
+    assert report.accuracy == pytest.approx(json.loads((output / "report.json").read_text())["val_accuracy"])
+
+
+@pytest.mark.parametrize("options, expected", [
+    (dict(), ("full", None, 0)),
+    (dict(lora_rank=4), ("lora", 4, 0)),
+    (dict(strategy="lora", head_epochs=2), ("lora", cli.DEFAULT_LORA_RANK, 2)),
+    (dict(strategy="frozen"), ("frozen", None, 0)),
+    (dict(strategy="full", head_epochs=1), ("full", None, 1)),
+])
+def test_text_strategy_options(options, expected):
+    args = cli._parser().parse_args(["train-text", "t.csv", "--backbone", "b", "--output", "o"])
+    for key, value in options.items():
+        setattr(args, key, value)
+    assert cli._text_strategy(args) == expected
+
+
+def test_evaluate_text_model_rejects_unknown_labels(text_files, text_run, tmp_path, capsys):
+    output, _ = text_run
+    other = _write_table(tmp_path / "other.csv", [("good film", "positive"), ("so so", "neutral")])
+    assert main(["evaluate", str(output / "model.keras"), str(other)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "'neutral'" in err and "line 3" in err and "Traceback" not in err
+
+
+def test_predict_text_sentences_and_file(text_files, text_run, tmp_path, capsys):
+    output, _ = text_run
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("the worst plot\n\nnice film\n")
+    assert main(["predict", str(output / "model.keras"), "good film", "awful movie",
+                 "--file", str(sentences), "--json"]) == 0
+    rows = _last_json_line(capsys.readouterr().out)
+    assert [row["text"] for row in rows] == ["good film", "awful movie", "the worst plot", "nice film"]
+    assert all(row["class"] in TEXT_CLASSES and 0.5 <= row["probability"] <= 1 for row in rows)
+
+    assert main(["predict", str(output / "model.keras"), "it was fine", "--clean", "lower"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.split()[0] in TEXT_CLASSES and line.endswith("it was fine")
+
+
+def test_predict_needs_inputs(text_run, capsys):
+    output, _ = text_run
+    assert main(["predict", str(output / "model.keras")]) == EXIT_BAD_INPUT
+    assert "nothing to predict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--text-column", "review"], "column(s) ['review'] not found"),
+    (["--label-column", "7", "--text-column", "0"], "field(s) but the columns need 8"),
+    (["--val-split", "1.5"], "validation_split must be between 0 and 1"),
+    (["--strategy", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
+    (["--strategy", "frozen", "--head-epochs", "1"], "drop --head-epochs"),
+    (["--sequence-length", "1"], "--sequence-length 1 is too short"),
+    (["--sequence-length", "500"], "sequence_length=500 is out of range: the backbone takes 2 to 32"),
+    (["--weights", "missing.weights.h5"], "neither 'pretrained', None, nor an existing weights file"),
+    (["--pooling", "mean", "--lora-rank", "2", "--clean", "shout"], "invalid choice: 'shout'"),
+])
+def test_train_text_bad_input_exits_2_before_training(text_files, tmp_path, capsys, extra, message):
+    output = tmp_path / "out"
+    if message.startswith("invalid choice"):  # argparse's own check, also exit 2
+        with pytest.raises(SystemExit) as exit_info:
+            _train_text(text_files, output, *extra)
+        code = exit_info.value.code
+    else:
+        code = _train_text(text_files, output, *extra)
+    assert code == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert "Epoch" not in captured.out
+    assert not output.exists()
+
+
+def test_train_text_missing_file_and_unknown_backbone(text_files, tmp_path, capsys):
+    output = tmp_path / "out"
+    code = main(["train-text", str(tmp_path / "nope.csv"), "--backbone", str(text_files / "preset"),
+                 "--output", str(output)])
+    assert code == EXIT_BAD_INPUT
+    assert "nope.csv' does not exist" in capsys.readouterr().err
+
+    code = main(["train-text", str(text_files / "train.csv"), "--backbone", "bert_tiny_en_uncasd",
+                 "--output", str(output)])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Unknown text backbone 'bert_tiny_en_uncasd'" in err and "bert_tiny_en_uncased" in err
+    assert not output.exists()
+
+
+def test_train_text_refuses_non_empty_output_without_overwrite(text_files, text_run, capsys):
+    output, _ = text_run
+    before = (output / "model.keras").read_bytes()
+    assert _train_text(text_files, output, "--epochs", "1") == EXIT_BAD_INPUT
+    assert "--overwrite" in capsys.readouterr().err
+    assert (output / "model.keras").read_bytes() == before
+
+
+def test_backbones_text_lists_keras_hub_presets(capsys):
+    assert main(["backbones", "--text"]) == 0
+    out = capsys.readouterr().out
+    for name in ("BERT", "DistilBERT", "DeBERTaV3", "bert_tiny_en_uncased", "distil_bert_base_en_uncased"):
+        assert name in out
+    assert main(["backbones", "--text", "--family", "bert", "--json"]) == 0
+    families = json.loads(capsys.readouterr().out)
+    assert list(families) == ["BERT"] and "bert_base_en_uncased" in families["BERT"]
+    assert main(["backbones", "--text", "--family", "GPT"]) == EXIT_BAD_INPUT
+    assert "families: BERT" in capsys.readouterr().err
+
+
+def test_cli_choices_match_the_library():
+    from keras_transfer import text, text_data
+
+    assert cli.POOLINGS == text.POOLINGS
+    assert cli.CLEANING_STEPS == text_data.CLEANING_STEPS
+
+
+@pytest.mark.integration
+def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
+    import time
+
+    output = tmp_path / "run"
+    start = time.perf_counter()
+    assert main([
+        "train-text", os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection"),
+        "--text-column", "SMS", "--label-column", "Label", "--max-examples", "300", "--val-split", "0.25",
+        "--backbone", os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"),
+        "--strategy", "lora", "--epochs", "2", "--batch-size", "16", "--sequence-length", "48",
+        "--output", str(output),
+    ]) == 0
+    seconds = time.perf_counter() - start
+    report = json.loads((output / "report.json").read_text())
+    matrix = np.array(report["evaluation"]["confusion_matrix"])
+    majority = matrix.sum(axis=1).max() / matrix.sum()
+    with capsys.disabled():
+        print(f"\ntrain-text LoRA on MiniLM, SMS spam {report['num_train']} train / {report['num_val']} val: "
+              f"val accuracy {report['val_accuracy']:.3f} (majority {majority:.3f}), "
+              f"{report['trainable_percent']:.2f}% trained, {seconds:.0f} s in all")
+    assert report["classes"] == ["ham", "spam"] and report["num_val"] == 75
+    assert report["pooling"] == "mean"  # from the folder's 1_Pooling/config.json
+    assert report["trainable_percent"] < 5 and report["total_params"] > 22_000_000
+    assert report["val_accuracy"] >= 0.9 and report["val_accuracy"] >= majority + 0.05

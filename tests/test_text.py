@@ -280,3 +280,15 @@ def test_merged_lora_model_exports_to_saved_model(tmp_path):
     assert result.check.top1_agreement == 1.0 and result.check.max_abs_difference < 1e-5
     assert (tmp_path / "saved" / "preprocessor" / "tokenizer.json").exists()
     np.testing.assert_allclose(merged.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-5)
+
+
+def test_auto_pooling_follows_a_sentence_transformers_folder(tmp_path):
+    backbone, preprocessor = tiny_bert()
+    backbone.save_to_preset(tmp_path)
+    preprocessor.save_to_preset(tmp_path)
+    assert kt.TextClassifier(tmp_path, num_classes=2).pooling == "pooled"
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        '{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}')
+    assert kt.TextClassifier(tmp_path, num_classes=2).pooling == "mean"
+    assert kt.TextClassifier(tmp_path, num_classes=2, pooling="cls").pooling == "cls"

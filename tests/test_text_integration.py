@@ -12,9 +12,9 @@ import pytest
 
 import keras_transfer as kt
 
-TRAIN_EXAMPLES = 200
+TRAIN_EXAMPLES = 300
 VAL_EXAMPLES = 300
-SEQUENCE_LENGTH = 40
+SEQUENCE_LENGTH = 48
 LORA = dict(head_epochs=0, finetune_epochs=2, finetune_learning_rate=2e-3, verbose=0)
 
 
@@ -54,7 +54,7 @@ def lora_accuracy(folder, train, val, weights):
 
 
 @pytest.mark.integration
-def test_pretrained_minilm_with_lora_beats_majority_and_random_weights(minilm, sms_spam):
+def test_pretrained_minilm_with_lora_beats_majority_and_random_weights(minilm, sms_spam, tmp_path):
     train, val = sms_spam
     majority = majority_rate(val)
     model, pretrained = lora_accuracy(minilm, train, val, "pretrained")
@@ -63,6 +63,14 @@ def test_pretrained_minilm_with_lora_beats_majority_and_random_weights(minilm, s
           f"{pretrained:.3f}, majority {majority:.3f}, trainable {summary['trainable_percent']:.2f}%")
     assert summary["trainable_percent"] < 5.0 and summary["total_params"] > 22_000_000
     assert pretrained >= majority + 0.08
+
+    # Merged and exported with dynamic-range int8 weights, it still agrees on real messages.
+    result = kt.export_model(model.merge_lora(), tmp_path / "sms_spam.tflite", quantization="dynamic",
+                             check_data=val.take(4))
+    print(f"dynamic-range TFLite: {result.size_bytes / 1e6:.1f} MB, agreement "
+          f"{result.check.top1_agreement:.3f}, max abs difference {result.check.max_abs_difference:.4f}")
+    assert result.check.num_examples == 64 and result.check.top1_agreement >= 0.97
+    assert result.size_bytes < 0.4 * 4 * summary["total_params"]
     _, random = lora_accuracy(minilm, train, val, None)
     print(f"same architecture, random weights: {random:.3f}")
     assert pretrained >= random + 0.04
