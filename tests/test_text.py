@@ -292,3 +292,17 @@ def test_auto_pooling_follows_a_sentence_transformers_folder(tmp_path):
         '{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}')
     assert kt.TextClassifier(tmp_path, num_classes=2).pooling == "mean"
     assert kt.TextClassifier(tmp_path, num_classes=2, pooling="cls").pooling == "cls"
+
+
+def test_a_family_without_its_own_classifier_preprocessor_gets_the_generic_packer(tmp_path):
+    # keras-hub has no ElectraTextClassifierPreprocessor: the tokenizer and the generic packer serve.
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film"]
+    keras_hub.models.ElectraBackbone(
+        vocab_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16, embedding_dim=16,
+        intermediate_dim=32, max_sequence_length=16,
+    ).save_to_preset(tmp_path)
+    keras_hub.models.ElectraTokenizer(vocabulary=vocabulary).save_to_preset(tmp_path)
+    model = kt.TextClassifier(tmp_path, num_classes=2, sequence_length=8)
+    tokens = model.tokenize("good film")
+    assert list(tokens["token_ids"][0][:4]) == [2, 5, 7, 3] and model.pooling == "pooled"
+    assert model.predict(["good film", "bad"], verbose=0).shape == (2, 2)
