@@ -1,0 +1,248 @@
+"""Frozen backbone vs. full fine-tuning vs. LoRA: all-MiniLM-L6-v2 on SST-2.
+
+Every strategy starts from the same pretrained weights and trains through
+`TextClassifier.fine_tune` on the same seeded subset of the SST-2 training
+sentences, at the same sequence length, and is scored on the whole dev set
+(872 sentences) beside the majority-class rate:
+
+- `frozen`: the backbone stays frozen; only the head trains
+  (`--frozen-epochs`, by default `--epochs`, at `--frozen-learning-rate`:
+  a linear probe needs a larger rate than 1e-3 to converge in a few epochs).
+- `full`: optional `--head-epochs` of head warm-up, then `--epochs` with
+  every backbone weight trainable (Adam at `--full-learning-rate`).
+- `lora`: the same warm-up, then `--epochs` training rank `--lora-rank`
+  adapters on the attention query/value projections, and the head
+  (Adam at `--lora-learning-rate`).
+
+The defaults took about 22 minutes on 2 CPU cores shared with other jobs
+(README.md); more examples and epochs separate the strategies more clearly.
+
+Writes `results/text_strategies.json` and `.md` beside this file.
+
+    python benchmarks/text_strategies.py [--train-examples 1000] [--epochs 2]
+        [--sequence-length 64] [--strategies frozen,full,lora]
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_transfer as kt
+
+STRATEGIES = ("frozen", "full", "lora")
+CLASS_NAMES = ["negative", "positive"]
+
+
+def _sequence_length(value):
+    return value if value == "auto" else int(value)
+
+
+def _load(path, *, max_examples=None, shuffle=True, batch_size=32):
+    # The dev file's header says `content`, the training file's `sentence`: use indexes.
+    return kt.data.text_file(
+        path, text_column=1, label_column=0, header=True, class_names=CLASS_NAMES,
+        max_examples=max_examples, shuffle=shuffle, batch_size=batch_size,
+    )
+
+
+def _texts_and_labels(dataset):
+    texts, labels = [], []
+    for batch_texts, batch_labels in dataset.as_numpy_iterator():
+        texts.extend(text.decode("utf-8") for text in batch_texts)
+        labels.extend(int(label) for label in batch_labels)
+    return texts, np.asarray(labels)
+
+
+def _token_counts(tokenizer, texts):
+    ids = tokenizer(tf.constant(texts, dtype=tf.string))
+    return np.asarray(ids.row_lengths() if isinstance(ids, tf.RaggedTensor) else [len(i) for i in ids]) + 2
+
+
+def _run(strategy, args, paths, sequence_length):
+    keras.utils.set_random_seed(0)
+    # A fresh dataset per strategy: the same examples in the same order for each.
+    train = _load(paths["train"], max_examples=args.train_examples, batch_size=args.batch_size)
+    dev = _load(paths["dev"], shuffle=False, batch_size=args.batch_size)
+    start = time.perf_counter()
+    model = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean",
+                              sequence_length=sequence_length)
+    build_seconds = time.perf_counter() - start
+    lora_layers = []
+    if strategy == "frozen":
+        recipe = dict(head_epochs=args.frozen_epochs, finetune_epochs=0,
+                      head_learning_rate=args.frozen_learning_rate)
+    elif strategy == "full":
+        recipe = dict(head_epochs=args.head_epochs, finetune_epochs=args.epochs, unfreeze="all",
+                      head_learning_rate=args.head_learning_rate,
+                      finetune_learning_rate=args.full_learning_rate)
+    else:
+        lora_layers = model.enable_lora(args.lora_rank)
+        recipe = dict(head_epochs=args.head_epochs, finetune_epochs=args.epochs,
+                      head_learning_rate=args.head_learning_rate,
+                      finetune_learning_rate=args.lora_learning_rate)
+    history = model.fine_tune(train, **recipe, verbose=2)
+    # Counted after training: what the last phase actually trained.
+    summary = model.lora_summary()
+    start = time.perf_counter()
+    scores = model.evaluate(dev, return_dict=True, verbose=0)
+    evaluate_seconds = time.perf_counter() - start
+    seconds = {phase: round(value, 1) for phase, value in history.seconds.items()}
+    result = {
+        "dev_accuracy": round(float(scores["accuracy"]), 4),
+        "dev_loss": round(float(scores["loss"]), 4),
+        "train_accuracy_last_epoch": round(history.merged()["accuracy"][-1], 4),
+        "trainable_params": summary["trainable_params"],
+        "total_params": summary["total_params"],
+        "trainable_percent": round(summary["trainable_percent"], 3),
+        "seconds": seconds | {
+            "train_total": round(sum(history.seconds.values()), 1),
+            "build": round(build_seconds, 1),
+            "evaluate": round(evaluate_seconds, 1),
+        },
+        "epochs": {"head": recipe["head_epochs"], "finetune": recipe["finetune_epochs"]},
+        "learning_rates": {"head": recipe["head_learning_rate"],
+                           "finetune": recipe.get("finetune_learning_rate")},
+        "sequence_length": model.sequence_length,
+    }
+    if strategy == "lora":
+        result |= {"lora_rank": args.lora_rank, "lora_layers": lora_layers}
+    return result
+
+
+def _table(results):
+    rows = [
+        "| strategy | dev accuracy | trainable params | trainable % | total params "
+        "| epochs (head + finetune) | train seconds (head + finetune) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    majority = results["majority"]
+    rows.append(f"| majority class ({majority['class']}) | {majority['dev_accuracy']:.3f} "
+                "| 0 | 0 | - | - | - |")
+    for name, row in results["strategies"].items():
+        seconds = row["seconds"]
+        phases = " + ".join(f"{seconds[phase]:.0f}" for phase in ("head", "finetune") if phase in seconds)
+        rows.append(
+            f"| {name} | {row['dev_accuracy']:.3f} | {row['trainable_params']:,} "
+            f"| {row['trainable_percent']:.3g} | {row['total_params']:,} "
+            f"| {row['epochs']['head']} + {row['epochs']['finetune']} "
+            f"| {seconds['train_total']:.0f} ({phases}) |"
+        )
+    return "\n".join(rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-examples", type=int, default=1000,
+                        help="seeded random subset of the 67,349 training sentences")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs of full fine-tuning, of LoRA and (by default) of the frozen head")
+    parser.add_argument("--head-epochs", type=int, default=0,
+                        help="head warm-up epochs on the frozen backbone before full / LoRA")
+    parser.add_argument("--frozen-epochs", type=int, default=None,
+                        help="head epochs of the frozen strategy (default: --epochs)")
+    parser.add_argument("--frozen-learning-rate", type=float, default=1e-2)
+    parser.add_argument("--sequence-length", type=_sequence_length, default=64,
+                        help="tokens per sentence, or 'auto' (95th percentile of the training subset)")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--head-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--full-learning-rate", type=float, default=5e-5)
+    parser.add_argument("--lora-learning-rate", type=float, default=2e-3)
+    parser.add_argument("--lora-rank", type=int, default=8)
+    args = parser.parse_args()
+    if args.frozen_epochs is None:
+        args.frozen_epochs = args.epochs
+    strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown or not strategies:
+        parser.error(f"unknown strategies {unknown}: use a comma-separated subset of {','.join(STRATEGIES)}")
+
+    assets = os.environ.get(
+        "KERAS_TRANSFER_ASSETS",
+        os.path.join(os.path.dirname(__file__), "..", "..", "shared", "assets"),
+    )
+    paths = {
+        "backbone": os.path.join(assets, "keras-hub", "all-MiniLM-L6-v2"),
+        "train": os.path.join(assets, "text", "sst2", "train.tsv"),
+        "dev": os.path.join(assets, "text", "sst2", "dev.tsv"),
+    }
+    begin = time.perf_counter()
+    load_before = os.getloadavg()
+    train_texts, train_labels = _texts_and_labels(_load(paths["train"], max_examples=args.train_examples))
+    dev_texts, dev_labels = _texts_and_labels(_load(paths["dev"], shuffle=False))
+    tokenizer = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean",
+                                  sequence_length=64).preprocessor.tokenizer
+    sequence_length = args.sequence_length
+    if sequence_length == "auto":
+        sequence_length = kt.data.choose_sequence_length(train_texts, tokenizer, maximum=512)
+    train_counts, dev_counts = _token_counts(tokenizer, train_texts), _token_counts(tokenizer, dev_texts)
+    majority = int(np.bincount(train_labels, minlength=2).argmax())
+
+    results = {
+        "majority": {"class": CLASS_NAMES[majority],
+                     "dev_accuracy": round(float(np.mean(dev_labels == majority)), 4)},
+        "strategies": {},
+    }
+    for name in strategies:
+        print(f"--- {name}", flush=True)
+        results["strategies"][name] = _run(name, args, paths, sequence_length)
+    results["settings"] = vars(args) | {
+        "strategies": strategies,
+        "sequence_length": sequence_length,
+        "train_examples": len(train_texts),
+        "dev_examples": len(dev_texts),
+        "train_positive_fraction": round(float(train_labels.mean()), 4),
+        # Tokens include [CLS] and [SEP]; sentences longer than sequence_length are cut.
+        "tokens": {
+            "train_p95": int(np.percentile(train_counts, 95)), "train_max": int(train_counts.max()),
+            "dev_p95": int(np.percentile(dev_counts, 95)), "dev_max": int(dev_counts.max()),
+            "train_fraction_cut": round(float(np.mean(train_counts > sequence_length)), 4),
+            "dev_fraction_cut": round(float(np.mean(dev_counts > sequence_length)), 4),
+        },
+        "backbone": "all-MiniLM-L6-v2, mean pooling",
+    }
+    results["environment"] = {
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
+        "machine": platform.machine(),
+        # Other jobs on the machine slow everything down: timings compare only within one run.
+        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+    }
+    results["total_seconds"] = round(time.perf_counter() - begin, 1)
+
+    out_dir = os.path.join(os.path.dirname(__file__), "results")
+    kt.files.write_json(results, os.path.join(out_dir, "text_strategies.json"))
+    table = _table(results)
+    settings, load = results["settings"], results["environment"]["load_average_1min"]
+    setup = (
+        f"all-MiniLM-L6-v2 (mean pooling) on SST-2: {settings['train_examples']:,} training "
+        f"sentences (seeded subset), all {settings['dev_examples']} dev sentences, "
+        f"sequence length {sequence_length} (cuts {settings['tokens']['dev_fraction_cut']:.1%} of dev), "
+        f"batch {args.batch_size}, Adam. Frozen: {args.frozen_epochs} head epoch(s) at "
+        f"{args.frozen_learning_rate:g}. Full / LoRA: "
+        + (f"{args.head_epochs} head warm-up epoch(s) at {args.head_learning_rate:g}, then "
+           if args.head_epochs else "no head warm-up, ")
+        + f"{args.epochs} epoch(s) at {args.full_learning_rate:g} (full) or "
+        f"{args.lora_learning_rate:g} (LoRA rank {args.lora_rank} on the attention query/value). "
+        f"{results['environment']['cpus']} CPUs (1-min load average "
+        f"{load['start']:g} at the start, {load['end']:g} at the end), "
+        f"{results['environment']['gpus']} GPUs, TensorFlow {tf.__version__}; "
+        f"{results['total_seconds']:.0f} s in all."
+    )
+    with kt.files.atomic_path(os.path.join(out_dir, "text_strategies.md")) as path:
+        with open(path, "w") as file:
+            file.write(table + "\n\n" + setup + "\n")
+    print(table)
+    print(setup)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
