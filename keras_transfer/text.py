@@ -20,6 +20,8 @@ from keras_transfer.heads import Head
 from keras_transfer.task import TransferModel, resolve_head
 
 POOLINGS = ("auto", "pooled", "cls", "mean", "max")
+# keras-hub's name for the [CLS] pooler of BERT, ALBERT, ELECTRA and FNet.
+POOLER_LAYER = "pooled_dense"
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -66,8 +68,9 @@ class TextClassifier(TransferModel):
         preprocessor: a keras-hub `TextClassifierPreprocessor`, for a backbone
             given as a model.
         sequence_length: tokens per example. When None, `fine_tune` chooses it
-            from the training data (95th percentile of token counts, capped by
-            the backbone) unless the model was trained before.
+            from the training and validation texts (the larger 95th percentile
+            of token counts, capped by the backbone) unless the model was
+            trained before.
         head: a `Head`; defaults to `Head.multiclass(num_classes)`.
         class_names: names of the classes, kept with the saved model.
         pooling: `"pooled"` (the backbone's pooler output), `"cls"`, `"mean"`
@@ -147,6 +150,15 @@ class TextClassifier(TransferModel):
         self.backbone_name = backbone_name
         self.sequence_length_fixed = sequence_length is not None
 
+    def _recompile(self, **options):
+        # Pooling over tokens leaves keras-hub's pooler layer out of the graph's
+        # path: keep it frozen so it is neither counted as trained nor warned about.
+        if self.pooling != "pooled":
+            for layer in self.backbone.layers:
+                if layer.name == POOLER_LAYER:
+                    layer.trainable = False
+        super()._recompile(**options)
+
     @property
     def sequence_length(self):
         return int(self.preprocessor.sequence_length)
@@ -188,11 +200,16 @@ class TextClassifier(TransferModel):
     def check_data(self, train, validation_data):
         """Fails early on bad data; picks the sequence length from it when not fixed."""
         super().check_data(train, validation_data)
-        if not self.sequence_length_fixed and _yields_text(train):
-            length = data_lib.choose_sequence_length(
-                _texts_of(train), self.preprocessor.tokenizer, maximum=self.max_sequence_length
+        texts = [data for data in (train, validation_data) if data is not None and _yields_text(data)]
+        if not self.sequence_length_fixed and texts:
+            # Validation texts count too: training sets of short phrases (SST-2)
+            # would otherwise cut a fifth of the full sentences they are scored on.
+            self.preprocessor.sequence_length = max(
+                data_lib.choose_sequence_length(
+                    _texts_of(data), self.preprocessor.tokenizer, maximum=self.max_sequence_length
+                )
+                for data in texts
             )
-            self.preprocessor.sequence_length = length
             self.sequence_length_fixed = True
 
     def tokenize(self, texts):

@@ -49,6 +49,20 @@ def assets_dir():
     return path
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by every test.
+
+    TensorFlow numbers collective ops per process, so a second MirroredStrategy
+    in the same process can abort with "Shape mismatch in the collective
+    instance" (tensorflow/tensorflow#62790); real programs create one too.
+    """
+    assert len(tf.config.list_logical_devices("CPU")) >= 2, (
+        "tests/conftest.py must split the CPU into 2 logical devices before TensorFlow starts"
+    )
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def make_image_folder(tmp_path):
     """Writes `root/<class>/<i>.png` tiny images and returns root as a str.

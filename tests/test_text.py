@@ -117,6 +117,11 @@ def test_sequence_length_comes_from_the_training_data_unless_given():
     model.fine_tune((texts, labels), head_epochs=1, finetune_epochs=0, **FAST)
     # The longest toy sentence is 3 words: 3 tokens + [CLS] + [SEP], at least 8.
     assert model.sequence_length == 8 and model.sequence_length_fixed
+    # Longer validation sentences raise it: they are what the model is scored on.
+    longer = tiny_text_classifier()
+    long_texts = ["the best film it was good nice great fine love"] * 4
+    longer.fine_tune((texts, labels), (long_texts, [1] * 4), head_epochs=1, finetune_epochs=0, **FAST)
+    assert longer.sequence_length == 12
     backbone, preprocessor = tiny_bert()
     fixed = kt.TextClassifier(backbone, preprocessor=preprocessor, num_classes=2, sequence_length=12)
     fixed.fine_tune((texts, labels), head_epochs=1, finetune_epochs=0, **FAST)
@@ -233,12 +238,12 @@ def test_loads_a_local_preset_folder_with_its_weights(tmp_path):
     assert pretrained.preprocessor.tokenizer.get_vocabulary() == preprocessor.tokenizer.get_vocabulary()
 
 
-def test_create_builds_and_trains_under_a_mirrored_strategy():
+def test_create_builds_and_trains_under_a_mirrored_strategy(mirrored_strategy):
     texts, labels = sentiment_texts(2)
     train = kt.data.from_texts(texts, labels, class_names=["negative", "positive"], batch_size=8)
     with pytest.raises(ValueError, match="carries no class_names"):
         kt.TextClassifier.create((texts, labels), backbone="unused")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         backbone, preprocessor = tiny_bert()
     model, history = kt.TextClassifier.create(
@@ -306,3 +311,15 @@ def test_a_family_without_its_own_classifier_preprocessor_gets_the_generic_packe
     tokens = model.tokenize("good film")
     assert list(tokens["token_ids"][0][:4]) == [2, 5, 7, 3] and model.pooling == "pooled"
     assert model.predict(["good film", "bad"], verbose=0).shape == (2, 2)
+
+
+def test_an_unused_pooler_stays_frozen_when_pooling_over_tokens():
+    model = tiny_text_classifier(pooling="mean")
+    texts, labels = sentiment_texts(1)
+    model.fine_tune((texts, labels), head_epochs=0, finetune_epochs=1, **FAST)
+    assert not model.backbone.get_layer("pooled_dense").trainable
+    assert model.backbone.get_layer("transformer_layer_1").trainable
+    pooled = tiny_text_classifier(pooling="pooled")
+    pooled.compile()
+    pooled.unfreeze_backbone()
+    assert pooled.backbone.get_layer("pooled_dense").trainable
