@@ -1,6 +1,7 @@
 """The `keras-transfer` command line."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -21,6 +22,9 @@ DEFAULT_LORA_RANK = 8
 # LoRA adapters, which start at zero and need it to move in a few epochs.
 TEXT_LEARNING_RATES = {"full": 5e-5, "frozen": 1e-3, "lora": 2e-3}
 TEXT_HEAD_LEARNING_RATE = 1e-3
+EXPORT_FORMATS = ("tflite", "saved_model")
+OPTIMIZE_METHODS = {"qat": "quantization_aware", "prune": "prune", "cluster": "cluster"}
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
 
 
 class CommandError(Exception):
@@ -142,7 +146,9 @@ def _parser():
         "per class) or by train-text (on a CSV/TSV file read with --text-column and "
         "--label-column).",
     )
-    evaluate.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
+    evaluate.add_argument("model", metavar="MODEL",
+                          help="a model.keras written by train or train-text, or an image model's "
+                          ".tflite written by export or optimize (run in the LiteRT interpreter)")
     evaluate.add_argument("data", metavar="DATA",
                           help="images, one sub-folder per class; for a text model, a CSV/TSV file")
     evaluate.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
@@ -165,6 +171,74 @@ def _parser():
                          help="text models: the cleaning steps the model was trained with")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(run=_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export a saved model to TFLite/LiteRT or SavedModel, checked against Keras",
+        description="Exports MODEL (a model.keras written by train or train-text) and runs the "
+        "export in a real LiteRT interpreter (or loads the SavedModel) to compare it with Keras: "
+        "top-1 agreement, max abs difference, and accuracy on --eval-data. With "
+        "--max-accuracy-drop it tries int8, dynamic, float16 and float32 and keeps the smallest "
+        "file within that drop. Class names are written beside the model (OUTPUT.json).",
+    )
+    export.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
+    export.add_argument("--format", default="tflite", choices=EXPORT_FORMATS)
+    export.add_argument("--quantize", default="none", choices=QUANTIZE_CHOICES,
+                        help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
+                        "(full integer, calibrated on --representative-data)")
+    export.add_argument("--representative-data", metavar="DIR",
+                        help="calibration data for int8: training images (one sub-folder per "
+                        "class), or a CSV/TSV file for a text model; drawn across all classes "
+                        "(with --max-accuracy-drop and no DIR, int8 calibrates on --eval-data)")
+    export.add_argument("--num-samples", type=_positive_int, default=100, metavar="N",
+                        help="int8 calibration examples (default 100)")
+    export.add_argument("--io-dtype", default="float32", choices=("float32", "int8", "uint8"),
+                        help="int8 only: type of the model's inputs and outputs (default float32)")
+    export.add_argument("--eval-data", metavar="DIR",
+                        help="labelled data to check the export's accuracy on (images or CSV/TSV)")
+    export.add_argument("--max-accuracy-drop", type=_fraction, metavar="F",
+                        help="with --eval-data: keep the smallest TFLite export whose accuracy "
+                        "drops at most F (e.g. 0.005) below Keras's; overrides --quantize")
+    export.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    _add_text_file_options(export, for_model=True)
+    export.add_argument("--output", required=True, metavar="FILE",
+                        help="the .tflite file, or the SavedModel folder")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    export.add_argument("--json", action="store_true", help="end with one line of JSON")
+    export.set_defaults(run=_export)
+
+    optimize = commands.add_parser(
+        "optimize",
+        help="quantization-aware training, pruning or clustering (TF-MOT), exported to TFLite",
+        description="Fine-tunes MODEL (an image model.keras written by train) on TRAIN_DIR with "
+        "TF-MOT (through a Keras 3 -> tf_keras bridge that is checked for equal outputs), exports "
+        "OUT_DIR/model.tflite (int8 for qat, float32 for prune and cluster) with its metadata, "
+        "and writes OUT_DIR/report.json: accuracy (Keras, optimized model), tflite_accuracy, "
+        "original_accuracy, size_bytes, sparsity and latency_ms (LiteRT, batch 1).",
+    )
+    optimize.add_argument("model", metavar="MODEL", help="an image model.keras written by train")
+    optimize.add_argument("train_dir", metavar="TRAIN_DIR", help="training images, one sub-folder per class")
+    optimize.add_argument("--method", required=True, choices=tuple(OPTIMIZE_METHODS),
+                          help="qat: quantization-aware training to int8; prune: magnitude pruning "
+                          "to --sparsity; cluster: weight clustering to --clusters values per kernel")
+    optimize.add_argument("--val-dir", metavar="DIR",
+                          help="validation images for the accuracies (default: TRAIN_DIR, said in the report)")
+    optimize.add_argument("--epochs", type=_positive_int, metavar="N",
+                          help="fine-tuning epochs (default: qat 1, prune 2, cluster 1)")
+    optimize.add_argument("--lr", type=_positive_float, metavar="RATE",
+                          help="Adam learning rate (default: qat 1e-5, prune 1e-4, cluster 1e-5)")
+    optimize.add_argument("--sparsity", type=_open_fraction, default=0.5, metavar="F",
+                          help="prune: fraction of zero weights per kernel (default 0.5)")
+    optimize.add_argument("--clusters", type=_at_least_two, default=16, metavar="N",
+                          help="cluster: distinct values per kernel (default 16)")
+    optimize.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    optimize.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                          help="LiteRT threads for the latency (default 1)")
+    optimize.add_argument("--seed", type=int, default=1337)
+    optimize.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for model.tflite and report.json")
+    optimize.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
+    optimize.add_argument("--json", action="store_true", help="end with one line of JSON")
+    optimize.set_defaults(run=_optimize)
 
     demo = commands.add_parser(
         "demo",
@@ -203,6 +277,18 @@ def _non_negative_int(text):
 
 def _positive_float(text):
     return _number(text, float, lambda value: value > 0, "a positive number")
+
+
+def _open_fraction(text):
+    return _number(text, float, lambda value: 0 < value < 1, "a number between 0 and 1")
+
+
+def _at_least_two(text):
+    return _number(text, int, lambda value: value >= 2, "an integer >= 2")
+
+
+def _fraction(text):
+    return _number(text, float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 def _number(text, kind, valid, what):
@@ -538,6 +624,25 @@ def _load_model(path):
     return keras.saving.load_model(path, compile=False)
 
 
+def _load_tflite(path):
+    from keras_transfer import litert
+
+    if not os.path.isfile(path):
+        raise CommandError(f"no model file at {path!r}.")
+    model = litert.LiteRTModel(path)
+    if model.head is None:
+        raise CommandError(
+            f"{path!r} has no metadata beside it ({path}.json with the head and class names): "
+            "export it with `keras-transfer export` or keras_transfer.export_model."
+        )
+    if model.image_size is None:
+        raise CommandError(
+            f"{path!r} is not an image model (inputs {sorted(model.input_details)}): evaluate text "
+            "models from their model.keras."
+        )
+    return model
+
+
 def _is_text_model(model):
     from keras_transfer.text import TextClassifier
 
@@ -545,41 +650,174 @@ def _is_text_model(model):
 
 
 def _evaluate(args):
-    from keras_transfer import data, evaluation
+    from keras_transfer import evaluation
 
-    model = _load_model(args.model)
-    if _is_text_model(model):
-        return _evaluate_text(model, args)
+    model = _load_tflite(args.model) if args.model.endswith(".tflite") else _load_model(args.model)
+    # The model's classes fix the label order; labels it does not know fail here.
+    dataset = _labelled_data(model, args.data, args, "DATA")
+    report = evaluation.evaluate_model(model, dataset, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "skipped_files": getattr(dataset, "skipped_files", [])}))
+    else:
+        print(report.format_text())
+
+
+def _labelled_data(model, path, args, option, shuffle=False, seed=1337):
+    """Images (one sub-folder per class) or, for a text model, a CSV/TSV file, in the model's classes.
+
+    `option` names the argument in error messages."""
+    from keras_transfer import data, text_data
+
     try:
-        dataset = data.image_folder(args.data, image_size=model.image_size,
-                                    batch_size=args.batch_size, shuffle=False)
-    except data.DataError as error:
-        raise CommandError(error) from error
+        if _is_text_model(model):
+            return text_data.text_file(path, class_names=model.class_names, shuffle=False,
+                                       batch_size=args.batch_size, **_text_file_options(args))
+        dataset = data.image_folder(path, image_size=model.image_size, batch_size=args.batch_size,
+                                    shuffle=shuffle, seed=seed)
+    except (data.DataError, text_data.DataError) as error:
+        raise CommandError(error if option == "DATA" else f"{option}: {error}") from error
     if model.class_names and dataset.class_names != model.class_names:
         raise CommandError(
-            f"the folder's classes {dataset.class_names} differ from the model's {model.class_names}."
+            f"{'' if option == 'DATA' else option + ': '}the folder's classes {dataset.class_names} differ from the model's {model.class_names}."
         )
-    report = evaluation.evaluate_model(model, dataset, batch_size=args.batch_size)
-    if args.json:
-        print(json.dumps({**report.to_dict(), "skipped_files": dataset.skipped_files}))
-    else:
-        print(report.format_text())
+    return dataset
 
 
-def _evaluate_text(model, args):
-    from keras_transfer import evaluation, text_data
+def _export(args):
+    if args.format == "tflite" and not args.output.endswith(".tflite"):
+        raise CommandError(f"--output {args.output!r}: a TFLite file name must end with .tflite.")
+    if args.format == "saved_model" and (args.quantize != "none" or args.max_accuracy_drop is not None):
+        raise CommandError("--quantize and --max-accuracy-drop apply to --format tflite.")
+    if args.quantize == "int8" and args.representative_data is None and args.max_accuracy_drop is None:
+        raise CommandError("--quantize int8 needs --representative-data (training images, across all classes).")
+    if args.io_dtype != "float32" and args.quantize != "int8":
+        raise CommandError("--io-dtype int8/uint8 needs --quantize int8.")
+    if args.max_accuracy_drop is not None and args.eval_data is None:
+        raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise CommandError(f"--output {args.output!r} exists; pass --overwrite to replace it.")
+    from keras_transfer import export as export_lib
 
+    model = _load_model(args.model)
+    eval_data = args.eval_data and _labelled_data(model, args.eval_data, args, "--eval-data")
+    representative = args.representative_data and _labelled_data(
+        model, args.representative_data, args, "--representative-data")
+    start = time.perf_counter()
+    candidates = None
     try:
-        # The model's classes fix the label order; labels it does not know fail here.
-        dataset = text_data.text_file(args.data, class_names=model.class_names, shuffle=False,
-                                      **_text_file_options(args))
-    except text_data.DataError as error:
+        if args.max_accuracy_drop is not None:
+            choice = export_lib.export_within_budget(
+                model, args.output, eval_data, max_accuracy_drop=args.max_accuracy_drop,
+                representative_data=representative, num_samples=args.num_samples, overwrite=args.overwrite,
+            )
+            result = choice.result
+            candidates = [dataclasses.asdict(candidate) for candidate in choice.candidates]
+            print(choice.explanation())
+        else:
+            quantization = args.quantize
+            if quantization == "int8":
+                quantization = export_lib.Quantization.int8(representative, args.num_samples,
+                                                             io_dtype=args.io_dtype)
+            check_data = eval_data if eval_data is not None else representative
+            result = export_lib.export(model, args.output, format=args.format, quantization=quantization,
+                                       check_data=check_data if check_data is not None else _random_inputs(model),
+                                       overwrite=args.overwrite)
+    except ValueError as error:
         raise CommandError(error) from error
-    report = evaluation.evaluate_model(model, dataset, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    check = result.check
+    summary = {
+        "output": result.path, "format": result.format, "quantization": result.quantization,
+        "size_bytes": result.size_bytes, "classes": model.class_names,
+        "checked_on": "eval-data" if eval_data is not None else (
+            "representative-data" if representative is not None else "random inputs"),
+        "num_examples": check.num_examples, "top1_agreement": check.top1_agreement,
+        "max_abs_difference": check.max_abs_difference, "accuracy": check.accuracy_keras,
+        "exported_accuracy": check.accuracy_exported, "seconds": round(seconds, 2),
+    }
+    if candidates is not None:
+        summary["candidates"] = candidates
+    agreement = "-" if check.top1_agreement is None else f"{check.top1_agreement:.4f}"
+    accuracy = "" if check.accuracy_exported is None else (
+        f"; accuracy {check.accuracy_exported:.4f} (Keras {check.accuracy_keras:.4f})")
+    print(f"Wrote {result.path} ({result.format}, {result.quantization['mode']}, "
+          f"{result.size_bytes / 1e6:.2f} MB) in {seconds:.0f} s. Checked on {check.num_examples} "
+          f"{summary['checked_on'].replace('-data', ' examples')}: top-1 agreement {agreement}, max abs difference "
+          f"{check.max_abs_difference:.2g}{accuracy}.")
     if args.json:
-        print(json.dumps(report.to_dict()))
-    else:
-        print(report.format_text())
+        print(json.dumps(summary))
+
+
+def _optimize(args):
+    _check_output_dir(args.output, args.overwrite)
+    import keras
+
+    from keras_transfer import evaluation, files, optimize, report as report_lib
+
+    keras.utils.set_random_seed(args.seed)
+    model = _load_model(args.model)
+    if _is_text_model(model):
+        raise CommandError("optimize takes image models; for a text model use `export --quantize`.")
+    method = OPTIMIZE_METHODS[args.method]
+    train = _labelled_data(model, args.train_dir, args, "TRAIN_DIR", shuffle=True, seed=args.seed)
+    evaluated = _labelled_data(model, args.val_dir or args.train_dir, args,
+                               "--val-dir" if args.val_dir else "TRAIN_DIR")
+    options = {"epochs": args.epochs, "learning_rate": args.lr}
+    if method == "prune":
+        options["sparsity"] = args.sparsity
+    if method == "cluster":
+        options["clusters"] = args.clusters
+    options = {name: value for name, value in options.items() if value is not None}
+    start = time.perf_counter()
+    try:
+        optimized = optimize.optimize(model, train, method, **options)
+    except ValueError as error:  # the bridge names layers it cannot carry, before training
+        raise CommandError(error) from error
+    seconds = time.perf_counter() - start
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, "model.tflite")
+    optimized.to_tflite(path, overwrite=args.overwrite)
+    measured = report_lib.measure_export(path, optimized.model, evaluated, name=args.method,
+                                         head=optimized.head, num_threads=args.threads)
+    original = evaluation.evaluate_model(model, evaluated, batch_size=args.batch_size)
+    summary = {
+        "method": args.method, "settings": optimized.settings, "classes": model.class_names,
+        "evaluated_on": "val-dir" if args.val_dir else "train-dir (no --val-dir given)",
+        "num_examples": measured.num_examples,
+        "original_accuracy": original.accuracy,
+        "accuracy": measured.accuracy,
+        "tflite_accuracy": measured.tflite_accuracy,
+        "accuracy_drop": original.accuracy - measured.tflite_accuracy,
+        "top1_agreement": measured.top1_agreement,
+        "size_bytes": measured.size_bytes,
+        "compressed_size_bytes": measured.compressed_size_bytes,
+        "parameters": measured.parameters,
+        "sparsity": measured.sparsity,
+        "latency_ms": measured.latency_ms,
+        "latency_threads": measured.latency_threads,
+        "unique_values": optimized.unique_values,
+        "history": optimized.history,
+        "seconds": round(seconds, 2),
+    }
+    files.write_json(summary, os.path.join(args.output, "report.json"))
+    print(report_lib.format_table([measured]))
+    print(f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
+          f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
+          f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
+          f"({measured.latency_threads} thread); trained {seconds:.0f} s.")
+    print(f"Wrote model.tflite, model.tflite.json, report.json to {args.output}")
+    if args.json:
+        print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
+
+
+def _random_inputs(model):
+    """Inputs in the model's range, for checking an export when no data was given."""
+    import numpy as np
+
+    if _is_text_model(model):
+        return model.tokenize(["a short example sentence", "another one"] * 4)
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, size=(8, *model.image_size, 3)).astype("float32")
 
 
 def _predict_inputs(args):

@@ -28,10 +28,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer import files
+from keras_transfer import files, litert
 
 FORMATS = ("tflite", "saved_model")
 QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8")
+IO_DTYPES = ("float32", "int8", "uint8")
 
 
 # --------------------------------------------------------------------------
@@ -46,10 +47,12 @@ class Quantization:
     - `Quantization.dynamic()`: int8 weights, float activations (about 4x
       smaller; the converter leaves weights under 1024 values in float).
     - `Quantization.float16()`: float16 weights (about 2x smaller).
-    - `Quantization.int8(representative_data, num_samples=100)`: full-integer
-      weights and activations, calibrated on `num_samples` examples drawn
-      across all classes of `representative_data`; inputs and outputs stay
-      float32, so the exported model is called like the others.
+    - `Quantization.int8(representative_data, num_samples=100, io_dtype="float32")`:
+      full-integer weights and activations, calibrated on `num_samples`
+      examples drawn across all classes of `representative_data`. With
+      `io_dtype="float32"` inputs and outputs stay float, so the model is
+      called like the others; `"int8"` or `"uint8"` makes them integers too,
+      as integer-only accelerators (Edge TPU, many NPUs) need.
 
     The strings `"none"`, `"dynamic"` and `"float16"` are accepted wherever
     a `Quantization` is.
@@ -65,6 +68,7 @@ class Quantization:
     representative_data: Any = dataclasses.field(default=None, repr=False, compare=False)
     num_samples: int = 100
     seed: int = 0
+    io_dtype: str = "float32"
 
     def __post_init__(self):
         if self.mode not in QUANTIZATION_MODES:
@@ -76,6 +80,10 @@ class Quantization:
                 "int8 quantization needs representative_data: "
                 "Quantization.int8(dataset, num_samples=100)."
             )
+        if self.io_dtype not in IO_DTYPES:
+            raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, got {self.io_dtype!r}.")
+        if self.io_dtype != "float32" and self.mode != "int8":
+            raise ValueError("Integer inputs and outputs need full-integer quantization: Quantization.int8(...).")
 
     @classmethod
     def none(cls):
@@ -90,7 +98,7 @@ class Quantization:
         return cls("float16")
 
     @classmethod
-    def int8(cls, representative_data, num_samples=100, *, seed=0):
+    def int8(cls, representative_data, num_samples=100, *, seed=0, io_dtype="float32"):
         """Full-integer quantization calibrated on `representative_data`.
 
         Args:
@@ -99,8 +107,11 @@ class Quantization:
                 With labels, the samples are drawn evenly across classes.
             num_samples: how many examples calibrate the activation ranges.
             seed: seed of the random draw.
+            io_dtype: `"float32"`, `"int8"` or `"uint8"` inputs and outputs.
         """
-        return cls("int8", representative_data, int(num_samples), seed)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+        return cls("int8", representative_data, int(num_samples), seed, io_dtype)
 
     @classmethod
     def get(cls, value):
@@ -120,7 +131,8 @@ class Quantization:
 
     def get_config(self):
         if self.mode == "int8":
-            return {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed}
+            return {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed,
+                    "io_dtype": self.io_dtype}
         return {"mode": self.mode}
 
     @classmethod
@@ -146,10 +158,88 @@ class Quantization:
             samples = representative_samples(self.representative_data, self.num_samples, seed=self.seed)
             options["representative_dataset"] = lambda: (
                 {name: value.astype(input_dtypes[name])
-                 for name, value in _named_inputs(sample, list(input_dtypes)).items()}
+                 for name, value in litert.named_inputs(sample, list(input_dtypes)).items()}
                 for sample in samples
             )
+            if self.io_dtype != "float32":
+                options["inference_input_type"] = tf.as_dtype(self.io_dtype)
+                options["inference_output_type"] = tf.as_dtype(self.io_dtype)
         return options
+
+
+KERAS_QUANTIZATION_MODES = ("int8", "float8", "int4")
+
+
+@dataclasses.dataclass
+class KerasQuantization:
+    """What Keras' own `model.quantize(mode)` did to a copy of a model."""
+
+    mode: str
+    quantized_layers: list
+    skipped_layers: list
+    quantized_parameter_fraction: float
+
+    def __str__(self):
+        return (f"Keras {self.mode} quantization: {len(self.quantized_layers)} layers quantized "
+                f"({self.quantized_parameter_fraction:.1%} of the parameters), "
+                f"{len(self.skipped_layers)} layers with weights left in float "
+                f"({', '.join(self.skipped_layers[:5])}{' ...' if len(self.skipped_layers) > 5 else ''}).")
+
+
+def keras_quantize(model, mode="int8"):
+    """A copy of `model` quantized by Keras 3 (`model.quantize(mode)`), and what it covered.
+
+    Keras quantizes the weights of Dense, EinsumDense and Embedding layers
+    (e.g. a transformer's projections) and leaves Conv layers in float, so
+    this suits Dense-heavy models such as text classifiers; for a CNN use
+    TFLite `Quantization.int8`. The copy runs and saves in Keras and exports
+    as a SavedModel; TFLite's builtin ops cannot run its int8 matmuls, so
+    `export_tflite` refuses it (use `quantization="dynamic"` for int8
+    weights in TFLite).
+
+    Args:
+        model: a built Keras 3 model; it is not changed.
+        mode: `"int8"`, `"float8"` or `"int4"`.
+
+    Returns:
+        `(quantized copy, KerasQuantization)`.
+    """
+    if mode not in KERAS_QUANTIZATION_MODES:
+        raise ValueError(f"Keras quantizes to {', '.join(KERAS_QUANTIZATION_MODES)}, not {mode!r}.")
+    folder = tempfile.mkdtemp(prefix="keras-transfer-quantize-")
+    try:
+        copy_path = os.path.join(folder, "copy.keras")
+        model.save(copy_path)
+        copy = keras.saving.load_model(copy_path, compile=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method.*")
+        copy.quantize(mode)
+    quantized, skipped, quantized_parameters = [], [], 0
+    for layer in _leaf_layers(copy):
+        if not layer.weights:
+            continue
+        if getattr(layer, "quantization_mode", None):
+            quantized.append(layer.name)
+            quantized_parameters += sum(int(np.prod(w.shape)) for w in layer.weights)
+        else:
+            skipped.append(layer.name)
+    if not quantized:
+        raise ValueError(
+            f"Keras quantized none of the model's layers ({mode} covers Dense, EinsumDense and "
+            "Embedding): use TFLite quantization instead, e.g. Quantization.int8(train_data)."
+        )
+    fraction = quantized_parameters / max(1, copy.count_params())
+    return copy, KerasQuantization(mode, quantized, skipped, min(1.0, fraction))
+
+
+def _leaf_layers(model):
+    return [layer for layer in model._flatten_layers(include_self=False) if not layer._layers]
+
+
+def _keras_quantized_layers(model):
+    return [layer.name for layer in _leaf_layers(model) if getattr(layer, "quantization_mode", None)]
 
 
 def representative_samples(data, num_samples=100, *, seed=0):
@@ -176,11 +266,11 @@ def representative_samples(data, num_samples=100, *, seed=0):
     rng = np.random.default_rng(seed)
     reservoirs, seen = {}, collections.Counter()
     for x, y in _batches(data):
-        for row in range(_batch_size(x)):
+        for row in range(litert.num_rows(x)):
             key = _class_key(None if y is None else y[row])
             seen[key] += 1
             reservoir = reservoirs.setdefault(key, [])
-            example = _take_rows(x, slice(row, row + 1))
+            example = litert.take_rows(x, slice(row, row + 1))
             if len(reservoir) < num_samples:
                 reservoir.append(example)
             elif (slot := rng.integers(seen[key])) < num_samples:
@@ -250,10 +340,18 @@ def export_tflite(
     if not path.endswith(".tflite"):
         raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
     quantization = Quantization.get(quantization)
+    keras_quantized = _keras_quantized_layers(model)
+    if keras_quantized:
+        raise ValueError(
+            f"Layers {keras_quantized[:5]} were quantized by Keras (model.quantize), whose integer "
+            "matmuls TFLite's builtin ops cannot run: export the float model with "
+            "quantization='dynamic' (int8 weights) or Quantization.int8(data), or export this one "
+            "with format='saved_model'."
+        )
     sequence_length = sequence_length or getattr(model, "sequence_length", None)
     signature = export_signature(model, input_signature, sequence_length, fixed_shapes=True)
-    info = _metadata(model, "tflite", path, signature, quantization, metadata)
-    _refuse_to_overwrite([path, metadata_path(path), assets_path(path)], overwrite)
+    info = export_metadata(model, "tflite", path, signature, quantization, metadata)
+    refuse_to_overwrite([path, metadata_path(path), assets_path(path)], overwrite)
     options = quantization.converter_options(
         {spec.name: spec.dtype.as_numpy_dtype for spec in tf.nest.flatten(signature)}
     )
@@ -299,8 +397,8 @@ def export_saved_model(
     """
     path = os.fspath(path)
     signature = export_signature(model, input_signature, sequence_length, fixed_shapes=False)
-    info = _metadata(model, "saved_model", path, signature, Quantization.none(), metadata)
-    _refuse_to_overwrite([path], overwrite)
+    info = export_metadata(model, "saved_model", path, signature, Quantization.none(), metadata)
+    refuse_to_overwrite([path], overwrite)
     with _atomic_folder(path) as temporary:
         model.export(temporary, format="tf_saved_model", input_signature=signature, verbose=False)
         info.update(_export_assets(model, os.path.join(temporary, ASSETS_FOLDER)))
@@ -402,14 +500,135 @@ def export(
 
 
 # --------------------------------------------------------------------------
+# Choosing the smallest export within an accuracy budget.
+
+BUDGET_CANDIDATES = ("int8", "dynamic", "float16", "none")
+
+
+@dataclasses.dataclass
+class BudgetCandidate:
+    """One quantization tried by `export_within_budget`, and how it did."""
+
+    quantization: str
+    size_bytes: Optional[int] = None
+    accuracy_keras: Optional[float] = None
+    accuracy_exported: Optional[float] = None
+    accuracy_drop: Optional[float] = None
+    within_budget: bool = False
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class BudgetChoice:
+    """What `export_within_budget` wrote, and why."""
+
+    result: ExportResult
+    chosen: str
+    max_accuracy_drop: float
+    candidates: list
+
+    def explanation(self):
+        """One line per candidate, then the choice."""
+        lines = [f"{c.quantization:>8}: {c.reason}" for c in self.candidates]
+        lines.append(f"chose {self.chosen}: the smallest file within an accuracy drop of "
+                     f"{self.max_accuracy_drop:.4f}.")
+        return "\n".join(lines)
+
+
+def export_within_budget(
+    model,
+    path,
+    eval_data,
+    *,
+    max_accuracy_drop=0.005,
+    representative_data=None,
+    num_samples=100,
+    candidates=BUDGET_CANDIDATES,
+    metadata=None,
+    overwrite=False,
+    sequence_length=None,
+):
+    """Exports the smallest `.tflite` whose accuracy on `eval_data` stays within budget.
+
+    Every candidate is exported beside `path`, run in a real LiteRT
+    interpreter on all of `eval_data` and compared with the Keras model's
+    accuracy on the same examples; of those within `max_accuracy_drop`, the
+    smallest file is moved to `path`. float32 (`"none"`) always qualifies
+    against itself, so there is always a choice when it is a candidate.
+
+    Args:
+        model: a built Keras 3 classifier.
+        path: the `.tflite` file to write.
+        eval_data: labelled data: a `tf.data.Dataset` of `(x, y)` or `(x, y)` arrays.
+        max_accuracy_drop: largest allowed `keras accuracy - exported accuracy`
+            (0.005 is half a point).
+        representative_data: calibration data for int8 (defaults to `eval_data`;
+            pass training data to keep evaluation honest).
+        num_samples: int8 calibration examples.
+        candidates: quantization modes to try.
+
+    Returns:
+        A `BudgetChoice`; `.explanation()` says what each candidate scored.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
+    if not 0 <= max_accuracy_drop < 1:
+        raise ValueError(f"max_accuracy_drop must be in [0, 1), got {max_accuracy_drop}.")
+    unknown = [mode for mode in candidates if mode not in QUANTIZATION_MODES]
+    if unknown or not candidates:
+        raise ValueError(f"Unknown candidates {unknown}; choose from {', '.join(QUANTIZATION_MODES)}.")
+    refuse_to_overwrite([path, metadata_path(path), assets_path(path)], overwrite)
+    calibration = eval_data if representative_data is None else representative_data
+    folder = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-budget-")
+    try:
+        tried, results = [], {}
+        for mode in candidates:
+            quantization = Quantization.int8(calibration, num_samples) if mode == "int8" else mode
+            candidate_path = os.path.join(folder, mode, os.path.basename(path))
+            result = export(model, candidate_path, quantization=quantization, check_data=eval_data,
+                            metadata=metadata, sequence_length=sequence_length)
+            check = result.check
+            if check.accuracy_exported is None:
+                raise ValueError("export_within_budget needs labelled classification data as eval_data.")
+            drop = check.accuracy_keras - check.accuracy_exported
+            within = drop <= max_accuracy_drop + 1e-9
+            tried.append(BudgetCandidate(
+                mode, result.size_bytes, check.accuracy_keras, check.accuracy_exported, drop, within,
+                f"{result.size_bytes / 1e6:.2f} MB, accuracy {check.accuracy_exported:.4f} vs Keras "
+                f"{check.accuracy_keras:.4f} (drop {drop:+.4f}: {'within' if within else 'over'} budget)",
+            ))
+            results[mode] = result
+        within = [candidate for candidate in tried if candidate.within_budget]
+        if not within:
+            raise ValueError(
+                "No export stays within the accuracy budget:\n"
+                + "\n".join(f"  {c.quantization}: {c.reason}" for c in tried)
+                + "\nRaise max_accuracy_drop or add 'none' to the candidates."
+            )
+        best = min(within, key=lambda candidate: candidate.size_bytes)
+        chosen = results[best.quantization]
+        for source, target in ((chosen.path, path), (chosen.metadata_path, metadata_path(path)),
+                               (assets_path(chosen.path), assets_path(path))):
+            if os.path.lexists(source):
+                _replace(source, target)
+        chosen.path, chosen.metadata_path = path, metadata_path(path)
+        return BudgetChoice(chosen, best.quantization, max_accuracy_drop, tried)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
 # Checking.
 
 
-def check_export(path_or_interpreter, model, inputs, *, labels=None, max_examples=None, batch_size=32):
+def check_export(
+    path_or_interpreter, model, inputs, *, labels=None, max_examples=None, batch_size=32, head=None
+):
     """Runs the exported model and the Keras model on `inputs` and compares them.
 
-    A `.tflite` file runs in a real LiteRT interpreter (`ai_edge_litert`),
-    whose inputs are resized to each batch; a SavedModel folder is loaded
+    A `.tflite` file runs in a real LiteRT interpreter (`litert.LiteRTModel`),
+    integer inputs and outputs converted through their scales; a SavedModel folder is loaded
     with `tf.saved_model.load` and called through its `serve` signature.
     Dict inputs are matched to the exported inputs by name.
 
@@ -422,6 +641,8 @@ def check_export(path_or_interpreter, model, inputs, *, labels=None, max_example
         labels: class labels (ints or one-hot), for the accuracies.
         max_examples: compare at most this many examples.
         batch_size: rows per call of either model.
+        head: the `Head` whose outputs these are, when `model` has no
+            `head` attribute (e.g. a tf_keras model made by `optimize`).
 
     Returns:
         An `ExportCheck`.
@@ -434,15 +655,15 @@ def check_export(path_or_interpreter, model, inputs, *, labels=None, max_example
     """
     # keras_transfer tasks turn raw inputs (e.g. sentences) into what the graph takes.
     inputs = model.model_inputs(inputs) if hasattr(model, "model_inputs") else inputs
-    x, data_labels = _collect(inputs, max_examples)
-    labels = data_labels if labels is None else np.asarray(labels)[: _batch_size(x)]
+    x, data_labels = collect_examples(inputs, max_examples)
+    labels = data_labels if labels is None else np.asarray(labels)[: litert.num_rows(x)]
     run = _runner(path_or_interpreter)
     keras_outputs = _as_2d(model.predict(x, batch_size=batch_size, verbose=0))
     exported_outputs = _as_2d(np.concatenate([
-        run(_take_rows(x, slice(start, start + batch_size)))
-        for start in range(0, _batch_size(x), batch_size)
+        run(litert.take_rows(x, slice(start, start + batch_size)))
+        for start in range(0, litert.num_rows(x), batch_size)
     ]))
-    decide = _decision(model, keras_outputs.shape[-1])
+    decide = _decision(model, keras_outputs.shape[-1], head)
     check = ExportCheck(
         num_examples=len(keras_outputs),
         max_abs_difference=float(np.max(np.abs(keras_outputs - exported_outputs), initial=0.0)),
@@ -457,9 +678,9 @@ def check_export(path_or_interpreter, model, inputs, *, labels=None, max_example
     return check
 
 
-def _decision(model, num_outputs):
+def _decision(model, num_outputs, head=None):
     """Turns outputs into class indices, or None when they are not classes."""
-    head = getattr(model, "head", None)
+    head = head or getattr(model, "head", None)
     task = getattr(head, "task", None)
     if task in ("regression", "multilabel"):
         return None
@@ -475,39 +696,10 @@ def _decision(model, num_outputs):
 
 
 def _runner(path_or_interpreter):
-    """A function from an input batch to the exported model's output array."""
+    """A function from an input batch to the exported model's float output array."""
     if isinstance(path_or_interpreter, (str, os.PathLike)) and os.path.isdir(path_or_interpreter):
         return _saved_model_runner(os.fspath(path_or_interpreter))
-    interpreter = path_or_interpreter
-    if isinstance(interpreter, (str, os.PathLike)):
-        interpreter = interpreter_class()(model_path=os.fspath(interpreter))
-    if not interpreter.get_signature_list():
-        return _plain_interpreter_runner(interpreter)
-    runner = interpreter.get_signature_runner()
-    details = runner.get_input_details()
-
-    def run(x):
-        named = _named_inputs(x, list(details))
-        outputs = runner(**{name: value.astype(details[name]["dtype"]) for name, value in named.items()})
-        return _single_output(outputs)
-
-    return run
-
-
-def _plain_interpreter_runner(interpreter):
-    # A file made elsewhere, without signatures: one input, by position.
-    (detail,) = interpreter.get_input_details()
-
-    def run(x):
-        if isinstance(x, dict):
-            (x,) = x.values()
-        interpreter.resize_tensor_input(detail["index"], x.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-    return run
+    return litert.LiteRTModel(path_or_interpreter).predict_on_batch
 
 
 def _saved_model_runner(path):
@@ -517,38 +709,14 @@ def _saved_model_runner(path):
     specs = serve.structured_input_signature[1]
 
     def run(x):
-        named = _named_inputs(x, list(specs))
+        named = litert.named_inputs(x, list(specs))
         outputs = serve(**{name: tf.constant(value, specs[name].dtype) for name, value in named.items()})
-        return _single_output(outputs)
+        if len(outputs) != 1:
+            raise ValueError(f"check_export compares single-output models; this one has {sorted(outputs)}.")
+        (output,) = outputs.values()
+        return np.asarray(output)
 
     return run
-
-
-def interpreter_class():
-    """LiteRT's `Interpreter`, or the deprecated `tf.lite.Interpreter` without ai-edge-litert."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        return tf.lite.Interpreter
-    return Interpreter
-
-
-def _single_output(outputs):
-    if len(outputs) != 1:
-        raise ValueError(f"check_export compares single-output models; this one has {sorted(outputs)}.")
-    (output,) = outputs.values()
-    return np.asarray(output)
-
-
-def _named_inputs(x, names):
-    """`x` (an array or a dict) as `{input name: array}` for the exported model."""
-    if not isinstance(x, dict):
-        if len(names) != 1:
-            raise ValueError(f"The exported model takes several inputs {sorted(names)}: pass a dict.")
-        return {names[0]: np.asarray(x)}
-    if set(x) != set(names):
-        raise ValueError(f"Inputs {sorted(x)} do not match the exported inputs {sorted(names)}.")
-    return {name: np.asarray(value) for name, value in x.items()}
 
 
 # --------------------------------------------------------------------------
@@ -636,13 +804,13 @@ def _batches(data):
         yield _as_numpy(data), None
 
 
-def _collect(data, max_examples=None):
+def collect_examples(data, max_examples=None):
     """All of `data` (up to `max_examples` rows) as one `(x, y or None)`."""
     xs, ys, count = [], [], 0
     for x, y in _batches(data):
         xs.append(x)
         ys.append(y)
-        count += _batch_size(x)
+        count += litert.num_rows(x)
         if max_examples is not None and count >= max_examples:
             break
     if not xs:
@@ -653,7 +821,7 @@ def _collect(data, max_examples=None):
         x = np.concatenate(xs)
     y = None if any(batch is None for batch in ys) else np.concatenate(ys)
     if max_examples is not None:
-        x = _take_rows(x, slice(0, max_examples))
+        x = litert.take_rows(x, slice(0, max_examples))
         y = None if y is None else y[:max_examples]
     return x, y
 
@@ -662,14 +830,6 @@ def _as_numpy(x):
     if isinstance(x, dict):
         return {name: np.asarray(value) for name, value in x.items()}
     return np.asarray(x)
-
-
-def _batch_size(x):
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-
-
-def _take_rows(x, rows):
-    return {name: value[rows] for name, value in x.items()} if isinstance(x, dict) else x[rows]
 
 
 def _as_2d(outputs):
@@ -725,7 +885,7 @@ def read_metadata(path):
         return json.load(file)
 
 
-def _metadata(model, format, path, signature, quantization, extra):
+def export_metadata(model, format, path, signature, quantization, extra):
     info = {
         "format": format,
         "model": os.path.basename(os.path.normpath(path)),
@@ -739,6 +899,9 @@ def _metadata(model, format, path, signature, quantization, extra):
     class_names = getattr(model, "class_names", None)
     if class_names is not None:
         info["class_names"] = [str(name) for name in class_names]
+    head = getattr(model, "head", None)
+    if hasattr(head, "get_config"):  # lets evaluation read the task of a bare .tflite file
+        info["head"] = head.get_config()
     info.update(extra or {})
     try:
         json.dumps(info)
@@ -747,7 +910,7 @@ def _metadata(model, format, path, signature, quantization, extra):
     return info
 
 
-def _refuse_to_overwrite(paths, overwrite):
+def refuse_to_overwrite(paths, overwrite):
     existing = [path for path in paths if os.path.lexists(path)]
     if existing and not overwrite:
         raise FileExistsError(

@@ -120,6 +120,112 @@ def test_predict_names_unreadable_image(trained_run, tmp_path, capsys):
     assert str(bad) in capsys.readouterr().err
 
 
+def test_export_int8_checks_and_evaluate_runs_the_tflite_file(trained_run, tmp_path, capsys):
+    root, output = trained_run
+    path = tmp_path / "model.tflite"
+    assert main([
+        "export", str(output / "model.keras"), "--quantize", "int8", "--representative-data",
+        str(root / "train"), "--num-samples", "8", "--eval-data", str(root / "val"),
+        "--output", str(path), "--json",
+    ]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["quantization"]["mode"] == "int8" and summary["checked_on"] == "eval-data"
+    # The tiny model's scores are near-ties (0.4997/0.5003), so agreement says little here.
+    assert summary["num_examples"] == 6 and summary["max_abs_difference"] < 0.05
+    assert summary["size_bytes"] == os.path.getsize(path) and "top-1 agreement" in out
+    assert json.loads((tmp_path / "model.tflite.json").read_text())["class_names"] == ["cats", "dogs"]
+
+    assert main(["evaluate", str(path), str(root / "val"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["num_examples"] == 6 and result["accuracy"] == summary["exported_accuracy"]
+
+    # Nothing is overwritten without --overwrite, and bad combinations stop before any work.
+    before = path.read_bytes()
+    for argv, message in [
+        (["--output", str(path)], "exists"),
+        (["--quantize", "int8", "--output", str(tmp_path / "x.tflite")], "--representative-data"),
+        (["--output", str(tmp_path / "x.bin")], ".tflite"),
+        (["--max-accuracy-drop", "0.01", "--output", str(tmp_path / "x.tflite")], "--eval-data"),
+        (["--format", "saved_model", "--quantize", "dynamic", "--output", str(tmp_path / "x")], "tflite"),
+    ]:
+        assert main(["export", str(output / "model.keras"), *argv]) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_export_within_an_accuracy_budget_and_saved_model(trained_run, tmp_path, capsys):
+    root, output = trained_run
+    path = tmp_path / "budget.tflite"
+    assert main([
+        "export", str(output / "model.keras"), "--eval-data", str(root / "val"),
+        "--max-accuracy-drop", "0.5", "--output", str(path), "--json",
+    ]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    # Any drop fits in 0.5, so the smallest file wins (dynamic range can beat int8 on size).
+    sizes = {candidate["quantization"]: candidate["size_bytes"] for candidate in summary["candidates"]}
+    assert sorted(sizes) == ["dynamic", "float16", "int8", "none"]
+    assert summary["quantization"]["mode"] == min(sizes, key=sizes.get) and summary["size_bytes"] == min(sizes.values())
+    assert f"chose {summary['quantization']['mode']}" in out and "float16" in out
+    assert main(["export", str(output / "model.keras"), "--format", "saved_model",
+                 "--output", str(tmp_path / "saved")]) == 0
+    assert "Checked on 8 random inputs" in capsys.readouterr().out
+    assert (tmp_path / "saved" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("method, extra", [("prune", ["--sparsity", "0.5", "--epochs", "2"]),
+                                           ("qat", ["--epochs", "1"])])
+def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method, extra):
+    root, output = trained_run
+    out_dir = tmp_path / method
+    assert main(["optimize", str(output / "model.keras"), str(root / "train"), "--method", method,
+                 "--val-dir", str(root / "val"), "--batch-size", "4", *extra,
+                 "--output", str(out_dir), "--json"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert sorted(os.listdir(out_dir)) == ["model.tflite", "model.tflite.json", "report.json"]
+    report = json.loads((out_dir / "report.json").read_text())
+    for key in ("accuracy", "tflite_accuracy", "original_accuracy", "size_bytes", "latency_ms"):
+        assert report[key] is not None and report[key] == summary[key]
+    assert report["num_examples"] == 6 and report["latency_threads"] == 1
+    assert report["size_bytes"] == os.path.getsize(out_dir / "model.tflite") and "ms/img" in printed
+    if method == "prune":
+        assert report["sparsity"] > 0.3  # over all kernels; depthwise kernels are not pruned
+    else:
+        assert json.loads((out_dir / "model.tflite.json").read_text())["quantization"]["mode"] == "int8"
+    # The exported file evaluates like any other.
+    assert main(["evaluate", str(out_dir / "model.tflite"), str(root / "val"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == report["tflite_accuracy"]
+
+
+def test_optimize_bad_input_exits_2_before_training(trained_run, tmp_path, capsys):
+    root, output = trained_run
+    model = str(output / "model.keras")
+    for argv, message in [
+        ([model, str(root / "train"), "--method", "prune", "--sparsity", "1.5"], "between 0 and 1"),
+        ([model, str(root / "train"), "--method", "cluster", "--clusters", "1"], ">= 2"),
+        ([model, str(root / "train"), "--method", "distill"], "invalid choice"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["optimize", *argv, "--output", str(tmp_path / "x")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    _image_folder(tmp_path / "birds", classes=("crows", "owls"), per_class=2)
+    assert main(["optimize", model, str(tmp_path / "birds"), "--method", "prune",
+                 "--output", str(tmp_path / "y")]) == EXIT_BAD_INPUT
+    assert "differ" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_evaluate_tflite_needs_its_metadata(trained_run, tmp_path, capsys):
+    root, output = trained_run
+    path = tmp_path / "bare.tflite"
+    assert main(["export", str(output / "model.keras"), "--output", str(path)]) == 0
+    os.remove(str(path) + ".json")
+    capsys.readouterr()
+    assert main(["evaluate", str(path), str(root / "val")]) == EXIT_BAD_INPUT
+    assert "no metadata" in capsys.readouterr().err
+
+
 def test_backbones_lists_registry(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
@@ -129,7 +235,9 @@ def test_backbones_lists_registry(capsys):
     assert [spec["name"] for spec in json.loads(capsys.readouterr().out)] == ["vgg16", "vgg19"]
 
 
-@pytest.mark.parametrize("command", ["backbones", "train", "train-text", "evaluate", "predict", "demo"])
+@pytest.mark.parametrize(
+    "command", ["backbones", "train", "train-text", "evaluate", "predict", "export", "optimize", "demo"]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

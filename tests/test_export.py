@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import keras_transfer as kt
 from keras_transfer import export as ex
+from keras_transfer import litert
 from helpers import image_dataset, tiny_classifier
 
 VOCABULARY = 50
@@ -45,7 +46,7 @@ def dense_model():
 
 
 def signature_inputs(path):
-    runner = ex.interpreter_class()(model_path=str(path)).get_signature_runner()
+    runner = litert.interpreter_class()(model_path=str(path)).get_signature_runner()
     return {name: detail["shape_signature"].tolist() for name, detail in runner.get_input_details().items()}
 
 
@@ -57,7 +58,7 @@ def test_quantization_configs_and_names():
     assert ex.Quantization.get(None) == ex.Quantization.get("none") == ex.Quantization.none()
     assert ex.Quantization.float16().get_config() == {"mode": "float16"}
     config = ex.Quantization.int8(np.zeros((4, 2)), num_samples=3).get_config()
-    assert config == {"mode": "int8", "num_samples": 3, "seed": 0}
+    assert config == {"mode": "int8", "num_samples": 3, "seed": 0, "io_dtype": "float32"}
     assert ex.Quantization.from_config(config, np.zeros((4, 2))).num_samples == 3
     with pytest.raises(ValueError, match="none, dynamic, float16, int8"):
         ex.Quantization.get("int4")
@@ -116,6 +117,7 @@ def test_image_classifier_exports_and_matches_keras(tmp_path, quantization, atol
         "inputs": [{"name": "image", "shape": [None, 32, 32, 3], "dtype": "float32"}],
         "output": "output_0",
         "class_names": ["cat", "dog", "fox"],
+        "head": model.head.get_config(),
         "task": "pets",
     }
     assert sorted(os.listdir(tmp_path)) == ["model.tflite", "model.tflite.json"]  # no temporaries
@@ -141,12 +143,49 @@ def test_int8_export_is_full_integer_and_close(tmp_path):
     quantization = ex.Quantization.int8(dataset, num_samples=12)
     result = ex.export(model, tmp_path / "int8.tflite", quantization=quantization,
                        check_data=(images, labels))
-    assert result.quantization == {"mode": "int8", "num_samples": 12, "seed": 0}
+    assert result.quantization == {"mode": "int8", "num_samples": 12, "seed": 0, "io_dtype": "float32"}
     assert result.check.max_abs_difference < 0.05 and result.check.top1_agreement >= 0.9
-    interpreter = ex.interpreter_class()(model_path=str(tmp_path / "int8.tflite"))
+    interpreter = litert.interpreter_class()(model_path=str(tmp_path / "int8.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.float32  # float in, float out
     weights = [d for d in interpreter.get_tensor_details() if "conv" in d["name"].lower()]
     assert weights and {d["dtype"] for d in weights} <= {np.int8, np.int32}
+
+
+@pytest.mark.parametrize("io_dtype", ["int8", "uint8"])
+def test_int8_export_with_integer_inputs_and_outputs(tmp_path, io_dtype):
+    model = tiny_classifier(3)
+    dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
+    path = tmp_path / f"{io_dtype}.tflite"
+    result = ex.export(model, path, quantization=ex.Quantization.int8(dataset, 12, io_dtype=io_dtype),
+                       check_data=(images, labels))
+    exported = litert.LiteRTModel(path)
+    (detail,) = exported.input_details.values()
+    assert detail["dtype"] == np.dtype(io_dtype) and exported.quantized_io
+    # LiteRTModel quantizes the float pixels and dequantizes the scores, so the check compares floats.
+    assert result.check.top1_agreement >= 0.9 and result.check.max_abs_difference < 0.05
+    assert ex.read_metadata(path)["quantization"]["io_dtype"] == io_dtype
+    with pytest.raises(ValueError, match="io_dtype"):
+        ex.Quantization.int8(dataset, io_dtype="int16")
+    with pytest.raises(ValueError, match="num_samples"):
+        ex.Quantization.int8(dataset, num_samples=0)
+
+
+def test_litert_model_predicts_evaluates_and_times_like_keras(tmp_path):
+    model = tiny_classifier(3)
+    dataset, images, labels = image_dataset(12, num_classes=3, batch_size=4)
+    path = tmp_path / "model.tflite"
+    ex.export(model, path)
+    exported = litert.LiteRTModel(path)
+    assert exported.class_names == model.class_names and exported.head == model.head
+    assert exported.image_size == model.image_size and not exported.quantized_io
+    np.testing.assert_allclose(exported.predict(images, batch_size=5), model.predict(images, verbose=0),
+                               atol=1e-5)
+    report = kt.evaluation.evaluate_model(exported, dataset)
+    assert report.accuracy == kt.evaluation.evaluate_model(model, dataset).accuracy
+    latency = exported.measure_latency(images[:1], num_threads=1, repeats=5, warmup=1)
+    assert latency.num_threads == 1 and latency.repeats == 5 and 0 < latency.min_ms <= latency.median_ms
+    with pytest.raises(FileNotFoundError, match="No LiteRT model"):
+        litert.LiteRTModel(tmp_path / "missing.tflite")
 
 
 @pytest.mark.parametrize("mask_dtype", ["int32", "bool"])
@@ -170,7 +209,7 @@ def test_text_model_with_dict_inputs(tmp_path, mask_dtype):
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(3)
     check = ex.check_export(str(path), model, dataset, max_examples=4)
     assert check.num_examples == 4 and check.accuracy_keras == check.accuracy_exported
-    interpreter = ex.interpreter_class()(model_path=str(path))
+    interpreter = litert.interpreter_class()(model_path=str(path))
     assert ex.check_export(interpreter, model, inputs).max_abs_difference < 1e-5
     with pytest.raises(ValueError, match="padding_mask"):
         ex.check_export(path, model, {"token_ids": inputs["token_ids"]})
@@ -204,6 +243,19 @@ def test_keras_hub_bert_matches_keras(tmp_path):
 # --- overwriting -------------------------------------------------------------------------
 
 
+class WithoutSignatures:
+    """A real interpreter that hides its signatures, as files from older converters have none."""
+
+    def __init__(self, interpreter):
+        self._interpreter = interpreter
+
+    def get_signature_list(self):
+        return {}
+
+    def __getattr__(self, name):
+        return getattr(self._interpreter, name)
+
+
 def test_refuses_to_overwrite_without_overwrite(tmp_path):
     model = dense_model()
     path = tmp_path / "model.tflite"
@@ -217,7 +269,7 @@ def test_refuses_to_overwrite_without_overwrite(tmp_path):
     assert path.read_bytes() != b"the user's file"
     assert ex.check_export(path, model, np.ones((2, 64), "float32")).max_abs_difference < 1e-5
     # Files made elsewhere may have no signatures: their one input is then fed by index.
-    run = ex._plain_interpreter_runner(ex.interpreter_class()(model_path=str(path)))
+    run = litert.LiteRTModel(WithoutSignatures(litert.interpreter_class()(model_path=str(path)))).predict_on_batch
     np.testing.assert_allclose(run(np.ones((3, 64), "float32")), model.predict(np.ones((3, 64)), verbose=0),
                                atol=1e-5)
 
@@ -337,3 +389,58 @@ def test_docstring_examples(tmp_path, monkeypatch):
         ex, extraglobs={"model": model, "images": images, "labels": labels}, verbose=False
     )
     assert results.failed == 0 and results.attempted > 5
+
+
+# --- choosing within an accuracy budget ---------------------------------------------------
+
+
+def test_budget_picks_the_smallest_export_within_the_drop(tmp_path):
+    model = tiny_classifier(3)
+    dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
+    path = tmp_path / "chosen.tflite"
+    choice = ex.export_within_budget(model, path, (images, labels), max_accuracy_drop=0.5,
+                                     representative_data=dataset, num_samples=12,
+                                     candidates=("float16", "int8", "none"))
+    sizes = {candidate.quantization: candidate.size_bytes for candidate in choice.candidates}
+    assert choice.chosen == min(sizes, key=sizes.get) == "int8"
+    assert choice.result.path == str(path) and os.path.getsize(path) == sizes["int8"]
+    assert ex.read_metadata(path)["quantization"]["mode"] == "int8"
+    assert sorted(os.listdir(tmp_path)) == ["chosen.tflite", "chosen.tflite.json"]  # no leftovers
+    assert "chose int8" in choice.explanation() and "float16" in choice.explanation()
+    with pytest.raises(FileExistsError):
+        ex.export_within_budget(model, path, (images, labels))
+
+
+def test_budget_refuses_bad_settings_and_float32_always_fits(tmp_path):
+    model = tiny_classifier(3)
+    _, images, labels = image_dataset(12, num_classes=3)
+    with pytest.raises(ValueError, match="max_accuracy_drop"):
+        ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels), max_accuracy_drop=-0.1)
+    with pytest.raises(ValueError, match="Unknown candidates"):
+        ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels), candidates=("int4",))
+    choice = ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels),
+                                     max_accuracy_drop=0.0, candidates=("none",))
+    assert choice.chosen == "none" and choice.candidates[0].accuracy_drop == 0.0
+
+
+# --- Keras' own quantization ----------------------------------------------------------------
+
+
+def test_keras_quantize_copies_and_reports_coverage(tmp_path):
+    model = dense_model()
+    inputs = np.random.default_rng(0).normal(size=(8, 64)).astype("float32")
+    before = [np.array(w) for w in model.get_weights()]
+    quantized, info = ex.keras_quantize(model, "int8")
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights()))  # untouched
+    assert len(info.quantized_layers) == 3 and info.quantized_parameter_fraction > 0.99
+    np.testing.assert_allclose(quantized.predict(inputs, verbose=0), model.predict(inputs, verbose=0),
+                               atol=0.02)
+    with pytest.raises(ValueError, match="quantized by Keras"):
+        ex.export_tflite(quantized, tmp_path / "q.tflite")
+    result = ex.export(quantized, tmp_path / "saved", format="saved_model", check_data=inputs)
+    assert result.check.max_abs_difference < 1e-5
+    # A CNN: Keras leaves convolutions in float, and says how little it covered.
+    cnn, info = ex.keras_quantize(tiny_classifier(3), "int8")
+    assert info.skipped_layers and info.quantized_parameter_fraction < 0.5 and "left in float" in str(info)
+    with pytest.raises(ValueError, match="int8, float8, int4"):
+        ex.keras_quantize(model, "int2")

@@ -1,0 +1,230 @@
+"""Running exported `.tflite` models: predictions, evaluation and latency.
+
+`LiteRTModel` wraps a real LiteRT interpreter (`ai_edge_litert`, or the
+deprecated `tf.lite.Interpreter` when that is missing) behind the part of the
+Keras model interface that evaluation uses: `predict`, `predict_on_batch`,
+`class_names` and `head` (both read from the metadata that `export` writes
+beside the file). Quantized inputs and outputs (int8 or uint8) are converted
+with the file's own scale and zero point, so callers always pass and receive
+float values.
+
+>>> model = LiteRTModel("model.tflite")                     # doctest: +SKIP
+>>> report = evaluation.evaluate_model(model, test_data)     # doctest: +SKIP
+>>> model.measure_latency(num_threads=1).median_ms           # doctest: +SKIP
+"""
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+from keras_transfer.heads import Head
+
+
+def interpreter_class():
+    """LiteRT's `Interpreter`, or the deprecated `tf.lite.Interpreter` without ai-edge-litert."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+    return Interpreter
+
+
+@dataclasses.dataclass
+class Latency:
+    """CPU latency of one call at batch size 1, in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    min_ms: float
+    repeats: int
+    num_threads: int
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+class LiteRTModel:
+    """A `.tflite` file in a LiteRT interpreter, called like a Keras model.
+
+    Args:
+        path: the `.tflite` file, or a LiteRT `Interpreter` already made.
+        num_threads: interpreter threads (None lets LiteRT choose).
+        metadata: the export metadata; read from `<path>.json` when it exists.
+
+    Attributes:
+        class_names: from the metadata, else None.
+        head: the `Head` the model was exported with (from the metadata), else None.
+        input_details: `{input name: details}` of the serving signature.
+    """
+
+    def __init__(self, path, *, num_threads=None, metadata=None):
+        interpreter = None
+        if not isinstance(path, (str, os.PathLike)):
+            interpreter, path = path, None
+        elif not os.path.isfile(path):
+            raise FileNotFoundError(f"No LiteRT model at {os.fspath(path)!r}.")
+        self.path = None if path is None else os.fspath(path)
+        self.num_threads = num_threads
+        if metadata is None and path is not None and os.path.isfile(self.path + ".json"):
+            with open(self.path + ".json") as file:
+                metadata = json.load(file)
+        self.metadata = metadata or {}
+        self.class_names = self.metadata.get("class_names")
+        head = self.metadata.get("head")
+        self.head = Head.from_config(head) if head else None
+        self._interpreter = interpreter or self._new_interpreter(num_threads)
+        self._signature = self._interpreter.get_signature_list() or None
+        if self._signature:
+            runner = self._interpreter.get_signature_runner()
+            self.input_details = runner.get_input_details()
+            (self._output,) = runner.get_output_details().values()
+        else:  # a file made elsewhere, without signatures: inputs by position
+            self.input_details = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
+            self._output = self._interpreter.get_output_details()[0]
+
+    def _new_interpreter(self, num_threads):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return interpreter_class()(model_path=self.path, num_threads=num_threads)
+
+    @property
+    def input_shape(self):
+        """The first input's shape, batch dimension None."""
+        detail = next(iter(self.input_details.values()))
+        return (None, *[int(size) for size in detail["shape_signature"][1:]])
+
+    @property
+    def image_size(self):
+        """`(height, width)` for an image model (one rank-4 input), else None."""
+        shape = self.input_shape
+        return tuple(shape[1:3]) if len(self.input_details) == 1 and len(shape) == 4 else None
+
+    @property
+    def quantized_io(self):
+        """Whether the inputs or the output are integers (int8/uint8) in the file."""
+        details = [*self.input_details.values(), self._output]
+        return any(np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0]
+                   for detail in details)
+
+    def predict_on_batch(self, x):
+        """Float outputs for one batch; `x` is an array or a dict of arrays by input name."""
+        named = named_inputs(x, list(self.input_details))
+        quantized = {name: _quantize(value, self.input_details[name]) for name, value in named.items()}
+        if self._signature:
+            outputs = self._interpreter.get_signature_runner()(**quantized)
+            (output,) = outputs.values()
+        else:
+            output = self._invoke_by_position(quantized)
+        return _dequantize(np.asarray(output), self._output)
+
+    def _invoke_by_position(self, named):
+        interpreter = self._interpreter
+        for name, value in named.items():
+            index = self.input_details[name]["index"]
+            interpreter.resize_tensor_input(index, value.shape)
+        interpreter.allocate_tensors()
+        for name, value in named.items():
+            interpreter.set_tensor(self.input_details[name]["index"], value)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """Float outputs for all rows of `x`, `batch_size` rows per call."""
+        del verbose  # for Keras' signature; the interpreter prints nothing
+        rows = num_rows(x)
+        outputs = [
+            self.predict_on_batch(take_rows(x, slice(start, start + batch_size)))
+            for start in range(0, rows, batch_size)
+        ]
+        if not outputs:
+            raise ValueError("predict got no rows.")
+        return np.concatenate(outputs)
+
+    def measure_latency(self, example=None, *, num_threads=1, repeats=50, warmup=5):
+        """Wall-clock latency of one call at batch size 1, in a fresh interpreter.
+
+        Args:
+            example: one input row (batch dimension 1), an array or a dict; a
+                random one in the input's range when None.
+            num_threads: interpreter threads, stated in the result.
+            repeats: timed calls; the median is the headline.
+            warmup: untimed calls first (allocation, caches).
+
+        Returns:
+            A `Latency`.
+        """
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}.")
+        if self.path is None:
+            raise ValueError("measure_latency needs a LiteRTModel made from a file path.")
+        timed = LiteRTModel(self.path, num_threads=num_threads, metadata=self.metadata)
+        if example is None:
+            example = {name: _random_input(detail) for name, detail in self.input_details.items()}
+        example = take_rows(example, slice(0, 1))
+        for _ in range(warmup):
+            timed.predict_on_batch(example)
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            timed.predict_on_batch(example)
+            seconds.append(time.perf_counter() - start)
+        milliseconds = [1000.0 * value for value in seconds]
+        return Latency(
+            median_ms=statistics.median(milliseconds),
+            mean_ms=statistics.fmean(milliseconds),
+            min_ms=min(milliseconds),
+            repeats=repeats,
+            num_threads=num_threads,
+        )
+
+
+def _quantize(value, detail):
+    """Float values as the input's dtype, through its scale and zero point when quantized."""
+    dtype = detail["dtype"]
+    value = np.asarray(value)
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        value = np.clip(np.round(value / scale + zero_point), info.min, info.max)
+    return value.astype(dtype)
+
+
+def _dequantize(value, detail):
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (value.astype(np.float32) - zero_point) * scale
+    return value.astype(np.float32)
+
+
+def _random_input(detail):
+    shape = [1, *[int(size) for size in detail["shape_signature"][1:]]]
+    rng = np.random.default_rng(0)
+    if np.issubdtype(detail["dtype"], np.integer) and not detail["quantization"][0]:
+        return rng.integers(0, 2, size=shape).astype(detail["dtype"])  # token ids, masks
+    return rng.uniform(0, 255, size=shape).astype(np.float32)
+
+
+def named_inputs(x, names):
+    """`x` (an array or a dict) as `{input name: array}` for the exported model."""
+    if not isinstance(x, dict):
+        if len(names) != 1:
+            raise ValueError(f"The exported model takes several inputs {sorted(names)}: pass a dict.")
+        return {names[0]: np.asarray(x)}
+    if set(x) != set(names):
+        raise ValueError(f"Inputs {sorted(x)} do not match the exported inputs {sorted(names)}.")
+    return {name: np.asarray(value) for name, value in x.items()}
+
+
+def num_rows(x):
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take_rows(x, rows):
+    return {name: np.asarray(value)[rows] for name, value in x.items()} if isinstance(x, dict) else np.asarray(x)[rows]

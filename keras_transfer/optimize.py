@@ -1,0 +1,518 @@
+"""Quantization-aware training, pruning and weight clustering with TF-MOT.
+
+TensorFlow Model Optimization only takes tf_keras models, so each function
+bridges the Keras 3 model first (`keras_transfer.bridge.to_tf_keras`: one
+flat tf_keras model, inference-mode BatchNormalization folded into the layer
+before it), applies TF-MOT, fine-tunes, and returns an `OptimizedModel` that
+exports to LiteRT:
+
+>>> result = quantization_aware(model, train_data, epochs=1)
+>>> result.to_tflite("model_qat.tflite")  # real int8
+'model_qat.tflite'
+>>> check_export("model_qat.tflite", result.model, validation_data, head=model.head).top1_agreement
+1.0
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer import files
+from keras_transfer.bridge import check_model, tf_keras, tfmot, to_tf_keras
+from keras_transfer.export import (
+    Quantization,
+    check_export,
+    export_metadata,
+    metadata_path,
+    refuse_to_overwrite,
+)
+from keras_transfer.heads import Head
+
+METHODS = ("quantization_aware", "prune", "cluster")
+# Layers whose kernels TF-MOT prunes and clusters (its registries leave
+# DepthwiseConv2D kernels alone).
+_KERNEL_LAYERS = ("Conv1D", "Conv2D", "Dense")
+
+
+@dataclasses.dataclass
+class OptimizedModel:
+    """A tf_keras model optimized with TF-MOT, ready to export.
+
+    Attributes:
+        model: the tf_keras model (quantization-aware, or with pruning or
+            clustering stripped).
+        method: `"quantization_aware"`, `"prune"` or `"cluster"`.
+        settings: the method's settings, e.g. `{"sparsity": 0.5, ...}`.
+        history: the fine-tuning history (`{metric: [per epoch]}`).
+        head: the Keras 3 model's `Head` (the task of the outputs).
+        class_names: the Keras 3 model's class names, or None.
+        sparsity: fraction of zero weights among the prunable kernels.
+        unique_values: `{layer: distinct values in its kernel}` after clustering.
+        bridge: the `keras_transfer.bridge.Bridge` the model was built from.
+    """
+
+    model: Any
+    method: str
+    settings: dict
+    history: dict
+    head: Head
+    class_names: Optional[list] = None
+    sparsity: Optional[float] = None
+    unique_values: Optional[dict] = None
+    bridge: Any = dataclasses.field(default=None, repr=False)
+
+    def to_tflite(self, path, *, overwrite=False, optimize=None, metadata=None):
+        """Converts the model to a LiteRT file with a dynamic batch size, atomically.
+
+        Quantization-aware models become real int8 models (float inputs and
+        outputs); pruned and clustered ones stay float32 unless `optimize=True`
+        (`tf.lite.Optimize.DEFAULT`: int8 weights, float activations).
+        `<path>.json` holds the metadata (class names, input, method).
+
+        Args:
+            path: the `.tflite` file to write.
+            overwrite: replace an existing file; otherwise it is an error.
+            optimize: apply `tf.lite.Optimize.DEFAULT`; defaults to True only
+                for quantization-aware models.
+            metadata: more JSON-serializable entries for `<path>.json`.
+
+        Returns:
+            The path written.
+        """
+        path = os.fspath(path)
+        if not path.endswith(".tflite"):
+            raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
+        optimize = self.method == "quantization_aware" if optimize is None else optimize
+        (model_input,) = self.model.inputs
+        spec = tf.TensorSpec([None, *model_input.shape[1:]], model_input.dtype,
+                             name=model_input.name.split(":")[0])
+        quantization = {"mode": "int8" if self.method == "quantization_aware" else
+                        "dynamic" if optimize else "none", "method": self.method, **self.settings}
+        info = export_metadata(self, "tflite", path, [spec], Quantization.none(),
+                               {"quantization": quantization, **(metadata or {})})
+        refuse_to_overwrite([path, metadata_path(path)], overwrite)
+
+        @tf.function(input_signature=[spec])
+        def serve(inputs):
+            return self.model(inputs, training=False)
+
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], self.model)
+        if optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        flatbuffer = converter.convert()
+        with files.atomic_path(path) as temporary:
+            with open(temporary, "wb") as file:
+                file.write(flatbuffer)
+            files.write_json(info, metadata_path(path))
+        return path
+
+    def check(self, path, data, **options):
+        """`keras_transfer.export.check_export` of the LiteRT file at `path` against this model."""
+        return check_export(path, self.model, data, head=self.head, **options)
+
+
+# --------------------------------------------------------------------------
+# The three methods.
+
+
+def quantization_aware(
+    model,
+    train_data,
+    *,
+    epochs=1,
+    learning_rate=1e-5,
+    validation_data=None,
+    steps_per_epoch=None,
+    calibration_batches=16,
+    verbose="auto",
+):
+    """Quantization-aware fine-tuning of a Keras 3 model; exports as real int8.
+
+    Only the layers TF-MOT's 8-bit scheme supports are quantized; the
+    preprocessing stays float (its output is quantized, so the backbone gets
+    int8 inputs). What keeps QAT at least as accurate as post-training int8:
+    BatchNormalization stays in inference mode and is folded into the
+    convolution before it (the kernel trained is the kernel exported), the
+    activation ranges are calibrated on `train_data` before any weight moves
+    (TF-MOT's own ranges start at [-6, 6] and follow a 0.999 moving average,
+    too slowly for a short fine-tuning), and the learning rate is low.
+
+    Args:
+        model: a built Keras 3 functional model (e.g. an `ImageClassifier`).
+        train_data: a `tf.data.Dataset` of `(inputs, labels)` batches or an
+            `(inputs, labels)` tuple; labels are ints or one-hot.
+        epochs: fine-tuning epochs.
+        learning_rate: Adam's learning rate.
+        validation_data: the same kinds, or None.
+        steps_per_epoch: batches per epoch (all of `train_data` by default).
+        calibration_batches: batches that set the activation ranges.
+        verbose: Keras's `verbose`.
+
+    Returns:
+        An `OptimizedModel` with method `"quantization_aware"`.
+    """
+    _check_arguments(model, train_data, epochs=epochs)
+    settings = {"epochs": epochs, "learning_rate": learning_rate, "calibration_batches": calibration_batches}
+    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+    quantize = tfmot().quantization.keras
+    registry = quantize.default_8bit.Default8BitQuantizeRegistry()
+    output_only = _output_quantize_config()
+
+    def annotate(layer):
+        if registry.supports(layer):
+            return quantize.quantize_annotate_layer(layer)
+        if getattr(layer, "_keras_transfer_source", (None,))[0] is not None and _is_preprocessing(layer):
+            # Float math, int8 output: the backbone's first layer then takes int8.
+            return quantize.quantize_annotate_layer(layer, quantize_config=output_only)
+        return layer
+
+    annotated = tf_keras().models.clone_model(bridged.model, clone_function=annotate)
+    with quantize.quantize_scope({type(output_only).__name__: type(output_only)}):
+        quantized = quantize.quantize_apply(annotated)
+    _calibrate_ranges(quantized, train_data, calibration_batches)
+    history = _fine_tune(quantized, model, train_data, epochs, learning_rate, validation_data,
+                         steps_per_epoch, verbose)
+    return _result(quantized, "quantization_aware", settings, history, model, bridged)
+
+
+def prune(
+    model,
+    train_data,
+    *,
+    sparsity=0.5,
+    epochs=2,
+    learning_rate=1e-4,
+    validation_data=None,
+    steps_per_epoch=None,
+    verbose="auto",
+):
+    """Magnitude pruning of the Conv/Dense kernels to `sparsity`, with fine-tuning.
+
+    The sparsity rises along a polynomial schedule over the first three
+    quarters of the training steps (at once when there are few steps), so
+    the last steps fine-tune the final mask; the pruning wrappers are
+    stripped afterwards.
+
+    Args:
+        model: a built Keras 3 functional model.
+        train_data: `(inputs, labels)` batches or tuple.
+        sparsity: target fraction of zero weights in each pruned kernel, in (0, 1).
+        epochs: fine-tuning epochs.
+        learning_rate: Adam's learning rate.
+        validation_data, steps_per_epoch, verbose: as for `quantization_aware`.
+
+    Returns:
+        An `OptimizedModel` with method `"prune"` and the measured `sparsity`.
+    """
+    _check_arguments(model, train_data, epochs=epochs, sparsity=sparsity)
+    sparsity_lib = tfmot().sparsity.keras
+    total_steps = epochs * (steps_per_epoch or _steps_per_epoch(train_data))
+    schedule = _pruning_schedule(sparsity_lib, sparsity, total_steps)
+    settings = {"sparsity": sparsity, "epochs": epochs, "learning_rate": learning_rate,
+                "schedule": type(schedule).__name__}
+    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+
+    def wrap(layer):
+        if _has_kernel(layer):
+            return sparsity_lib.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    pruning = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
+    history = _fine_tune(pruning, model, train_data, epochs, learning_rate, validation_data,
+                         steps_per_epoch, verbose, callbacks=[sparsity_lib.UpdatePruningStep()])
+    stripped = sparsity_lib.strip_pruning(pruning)
+    result = _result(stripped, "prune", settings, history, model, bridged)
+    result.sparsity = kernel_sparsity(stripped)
+    return result
+
+
+def cluster(
+    model,
+    train_data,
+    *,
+    clusters=16,
+    epochs=1,
+    learning_rate=1e-5,
+    init="kmeans_plus_plus",
+    validation_data=None,
+    steps_per_epoch=None,
+    verbose="auto",
+):
+    """Weight clustering of the Conv/Dense kernels into `clusters` shared values.
+
+    Args:
+        model: a built Keras 3 functional model.
+        train_data: `(inputs, labels)` batches or tuple.
+        clusters: distinct values per kernel (at least 2).
+        epochs: fine-tuning epochs.
+        learning_rate: Adam's learning rate.
+        init: centroid initialisation: `"kmeans_plus_plus"`, `"linear"`,
+            `"density_based"` or `"random"`.
+        validation_data, steps_per_epoch, verbose: as for `quantization_aware`.
+
+    Returns:
+        An `OptimizedModel` with method `"cluster"` and `unique_values` per kernel.
+    """
+    _check_arguments(model, train_data, epochs=epochs, clusters=clusters)
+    clustering = tfmot().clustering.keras
+    initialisation = getattr(clustering.CentroidInitialization, str(init).upper(), None)
+    if initialisation is None:
+        raise ValueError(
+            f"Unknown init {init!r}: use 'kmeans_plus_plus', 'linear', 'density_based' or 'random'."
+        )
+    settings = {"clusters": clusters, "epochs": epochs, "learning_rate": learning_rate, "init": str(init).lower()}
+    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+
+    def wrap(layer):
+        # A kernel with fewer weights than clusters has nothing to share.
+        if _has_kernel(layer) and int(np.prod(layer.kernel.shape)) > clusters:
+            return clustering.cluster_weights(layer, number_of_clusters=clusters,
+                                              cluster_centroids_init=initialisation)
+        return layer
+
+    clustered = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
+    history = _fine_tune(clustered, model, train_data, epochs, learning_rate, validation_data,
+                         steps_per_epoch, verbose)
+    stripped = clustering.strip_clustering(clustered)
+    result = _result(stripped, "cluster", settings, history, model, bridged)
+    result.unique_values = {
+        layer.name: int(np.unique(layer.get_weights()[0]).size)
+        for layer in stripped.layers if _has_kernel(layer) and np.size(layer.get_weights()[0]) > clusters
+    }
+    result.sparsity = kernel_sparsity(stripped)
+    return result
+
+
+def kernel_sparsity(tf_model):
+    """Fraction of zero weights among the Conv/Dense kernels of a tf_keras model."""
+    kernels = [layer.get_weights()[0] for layer in tf_model.layers if _has_kernel(layer)]
+    total = sum(kernel.size for kernel in kernels)
+    return float(sum(np.sum(kernel == 0) for kernel in kernels) / total) if total else 0.0
+
+
+# --------------------------------------------------------------------------
+# Checks.
+
+
+def _check_arguments(model, train_data, *, epochs, sparsity=None, clusters=None):
+    """Fails on bad input before anything is built or trained."""
+    check_model(model)
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if sparsity is not None and not 0.0 < sparsity < 1.0:
+        raise ValueError(f"sparsity must be between 0 and 1 (exclusive), got {sparsity!r}.")
+    if clusters is not None and not (isinstance(clusters, int) and clusters >= 2):
+        raise ValueError(f"clusters must be an integer >= 2, got {clusters!r}.")
+    if _first_inputs(train_data) is None:
+        raise ValueError("train_data is empty: pass a dataset (or (inputs, labels) tuple) with examples.")
+
+
+def check_method(method):
+    """Raises ValueError unless `method` is one of `METHODS`."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown optimization method {method!r}; valid ones are {', '.join(METHODS)}.")
+    return method
+
+
+def optimize(model, train_data, method, **options):
+    """Runs `quantization_aware`, `prune` or `cluster` by name."""
+    check_method(method)
+    return {"quantization_aware": quantization_aware, "prune": prune, "cluster": cluster}[method](
+        model, train_data, **options)
+
+
+# --------------------------------------------------------------------------
+# Data.
+
+
+def _first_inputs(data):
+    """The first batch's inputs, or None for empty data."""
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ValueError("Pass train_data as a dataset of (inputs, labels) or an (inputs, labels) tuple.")
+        return np.asarray(data[0])[:32] if len(data[0]) else None
+    if not isinstance(data, tf.data.Dataset):
+        raise ValueError(
+            f"train_data must be a tf.data.Dataset or an (inputs, labels) tuple, not {type(data).__name__}."
+        )
+    for batch in data.take(1).as_numpy_iterator():
+        return batch[0] if isinstance(batch, tuple) else batch
+    return None
+
+
+def _first_labels(data):
+    if isinstance(data, tuple):
+        return np.asarray(data[1])
+    for batch in data.take(1).as_numpy_iterator():
+        return np.asarray(batch[1])
+    return None
+
+
+def _steps_per_epoch(data, batch_size=32):
+    if isinstance(data, tuple):
+        return math.ceil(len(data[0]) / batch_size)
+    steps = int(data.cardinality())
+    return steps if steps > 0 else sum(1 for _ in data)
+
+
+def _fit_arguments(data):
+    if isinstance(data, tuple):
+        return {"x": np.asarray(data[0]), "y": np.asarray(data[1]), "batch_size": 32}
+    return {"x": data}
+
+
+# --------------------------------------------------------------------------
+# Training.
+
+
+def _head_of(model):
+    """The Keras 3 model's head, or one guessed from its output layer."""
+    head = getattr(model, "head", None)
+    if head is not None:
+        return head
+    units = model.outputs[0].shape[-1]
+    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", "linear")
+    if activation == "softmax":
+        return Head.multiclass(units)
+    if activation == "sigmoid":
+        return Head.binary() if units == 1 else Head.multilabel(units)
+    return Head.regression(units)
+
+
+def _loss_and_metrics(head, labels):
+    """tf_keras loss and metrics for `head`, sparse or one-hot as the labels are."""
+    tfk = tf_keras()
+    if head.task == "multiclass":
+        one_hot = labels is not None and labels.ndim >= 2 and labels.shape[-1] == head.num_outputs > 1
+        if one_hot:
+            return tfk.losses.CategoricalCrossentropy(from_logits=head.from_logits), ["categorical_accuracy"]
+        return (tfk.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits),
+                [tfk.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if head.task in ("binary", "multilabel"):
+        threshold = 0.0 if head.from_logits else 0.5
+        return (tfk.losses.BinaryCrossentropy(from_logits=head.from_logits),
+                [tfk.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)])
+    return tfk.losses.MeanSquaredError(), [tfk.metrics.MeanAbsoluteError(name="mae")]
+
+
+def _fine_tune(tf_model, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch,
+               verbose, callbacks=()):
+    loss, metrics = _loss_and_metrics(_head_of(model), _first_labels(train_data))
+    tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    if isinstance(validation_data, tuple):
+        validation_data = tuple(np.asarray(part) for part in validation_data)
+    history = tf_model.fit(
+        **_fit_arguments(train_data), epochs=epochs, validation_data=validation_data,
+        steps_per_epoch=steps_per_epoch, callbacks=list(callbacks), verbose=verbose,
+    )
+    return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+def _result(tf_model, method, settings, history, model, bridged):
+    return OptimizedModel(
+        model=tf_model, method=method, settings=settings, history=history, head=_head_of(model),
+        class_names=getattr(model, "class_names", None), bridge=bridged,
+    )
+
+
+def _has_kernel(layer):
+    return type(layer).__name__ in _KERNEL_LAYERS and type(layer).__module__.startswith("tf_keras")
+
+
+def _is_preprocessing(layer):
+    from keras_transfer.backbones import BackbonePreprocessing
+
+    return isinstance(layer._keras_transfer_source[0], BackbonePreprocessing)
+
+
+def _pruning_schedule(sparsity_lib, sparsity, total_steps):
+    # PolynomialDecay changes the mask every `frequency` steps up to end_step;
+    # ending on a multiple of the frequency makes the last change reach the target.
+    end_step = int(total_steps * 0.75)
+    if end_step < 4:
+        return sparsity_lib.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+    frequency = max(1, end_step // 10)
+    end_step -= end_step % frequency
+    return sparsity_lib.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
+                                        end_step=end_step, frequency=frequency)
+
+
+# --------------------------------------------------------------------------
+# Quantization details.
+
+
+def _output_quantize_config():
+    """A TF-MOT QuantizeConfig that keeps a layer's math float and quantizes its output."""
+    quantize = tfmot().quantization.keras
+
+    class OutputOnlyQuantizeConfig(quantize.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantize.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputOnlyQuantizeConfig()
+
+
+@contextlib.contextmanager
+def _range_decay(decay):
+    """Makes TF-MOT's moving-average range quantizers use `decay` instead of 0.999.
+
+    TF-MOT hard-codes the decay, so the function it calls is swapped for the
+    duration (only graphs traced inside see it).
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+
+    def with_decay(*args, **kwargs):
+        kwargs["ema_decay"] = decay
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = with_decay
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def _calibrate_ranges(quantized, train_data, num_batches):
+    """Sets every quantizer's range from real data before training moves a weight.
+
+    Forward passes in training mode (where quantizers update their ranges)
+    with a decay of k/(k+1) at batch k: each activation range becomes the
+    mean of the batches' min and max, and each weight range its kernel's.
+    """
+    decay = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+    batches = (train_data[0][start:start + 32] for start in range(0, len(train_data[0]), 32)) \
+        if isinstance(train_data, tuple) else (batch[0] for batch in train_data)
+    with _range_decay(decay):
+
+        @tf.function
+        def observe(inputs):
+            quantized(inputs, training=True)
+
+        for index, inputs in enumerate(batches):
+            if index >= num_batches:
+                break
+            decay.assign(index / (index + 1))
+            observe(tf.convert_to_tensor(inputs))
