@@ -52,10 +52,16 @@ def train_and_score(train_dir, val_dir, weights):
     return model, accuracy
 
 
+@pytest.fixture(scope="module")
+def pretrained(cats_and_dogs):
+    """ImageNet MobileNetV2 fine-tuned briefly on the subset, and its validation accuracy."""
+    return train_and_score(*cats_and_dogs, "imagenet")
+
+
 @pytest.mark.integration
-def test_imagenet_mobilenet_v2_beats_random_weights_on_cats_and_dogs(cats_and_dogs):
+def test_imagenet_mobilenet_v2_beats_random_weights_on_cats_and_dogs(cats_and_dogs, pretrained):
     train_dir, val_dir = cats_and_dogs
-    pretrained, pretrained_accuracy = train_and_score(train_dir, val_dir, "imagenet")
+    pretrained, pretrained_accuracy = pretrained
     _, random_accuracy = train_and_score(train_dir, val_dir, None)
     print(
         f"\ncats vs dogs, {2 * PER_CLASS} train / {2 * PER_CLASS} validation images at "
@@ -65,3 +71,23 @@ def test_imagenet_mobilenet_v2_beats_random_weights_on_cats_and_dogs(cats_and_do
     assert pretrained.class_names == ["cats", "dogs"]
     assert pretrained_accuracy >= 0.85
     assert pretrained_accuracy >= random_accuracy + 0.2
+
+
+@pytest.mark.integration
+def test_int8_export_of_the_fine_tuned_model_agrees_and_is_small(cats_and_dogs, pretrained, tmp_path):
+    train_dir, val_dir = cats_and_dogs
+    model, _ = pretrained
+    # Shuffled training images: calibration must see both classes (an unshuffled folder's
+    # first batches are all cats).
+    train = kt.data.image_folder(train_dir, image_size=IMAGE_SIZE, batch_size=32, shuffle=True)
+    val = kt.data.image_folder(val_dir, image_size=IMAGE_SIZE, batch_size=32, shuffle=False)
+    float32 = kt.export_model(model, tmp_path / "float32.tflite")
+    int8 = kt.export_model(model, tmp_path / "int8.tflite", check_data=val,
+                           quantization=kt.Quantization.int8(train, num_samples=100))
+    check = int8.check
+    print(f"\nint8 TFLite: {int8.size_bytes / 1e6:.2f} MB ({int8.size_bytes / float32.size_bytes:.3f}x "
+          f"float32), top-1 agreement {check.top1_agreement:.3f} on {check.num_examples} validation "
+          f"images, accuracy {check.accuracy_exported:.3f} vs Keras {check.accuracy_keras:.3f}")
+    assert check.num_examples == 2 * PER_CLASS
+    assert check.top1_agreement >= 0.97
+    assert int8.size_bytes < 0.32 * float32.size_bytes
