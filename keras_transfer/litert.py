@@ -185,6 +185,42 @@ class LiteRTModel:
         )
 
 
+def compare_latency(paths, example=None, *, num_threads=1, repeats=50, warmup=5):
+    """Latencies of several `.tflite` files measured in turn, call by call.
+
+    Timing one file after another lets a change in the machine's load (other
+    jobs, frequency scaling) land on whichever file ran then; interleaving one
+    call of each file per round spreads it over all of them, so the ratios
+    between files hold even on a busy machine.
+
+    Args:
+        paths: the `.tflite` files (same inputs).
+        example: one input row; random pixels in the first file's input range when None.
+        num_threads, repeats, warmup: as for `LiteRTModel.measure_latency`.
+
+    Returns:
+        `{path: Latency}` in the order given.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}.")
+    models = {os.fspath(path): LiteRTModel(path, num_threads=num_threads) for path in paths}
+    if example is None:
+        first = next(iter(models.values()))
+        example = {name: _random_input(detail) for name, detail in first.input_details.items()}
+    example = take_rows(example, slice(0, 1))
+    milliseconds = {path: [] for path in models}
+    for round_index in range(warmup + repeats):
+        for path, model in models.items():
+            start = time.perf_counter()
+            model.predict_on_batch(example)
+            if round_index >= warmup:
+                milliseconds[path].append(1000.0 * (time.perf_counter() - start))
+    return {
+        path: Latency(statistics.median(values), statistics.fmean(values), min(values), repeats, num_threads)
+        for path, values in milliseconds.items()
+    }
+
+
 def _quantize(value, detail):
     """Float values as the input's dtype, through its scale and zero point when quantized."""
     dtype = detail["dtype"]

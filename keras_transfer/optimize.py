@@ -158,7 +158,7 @@ def quantization_aware(
     """
     _check_arguments(model, train_data, epochs=epochs)
     settings = {"epochs": epochs, "learning_rate": learning_rate, "calibration_batches": calibration_batches}
-    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+    bridged = _bridge_for_fine_tuning(model, train_data)
     quantize = tfmot().quantization.keras
     registry = quantize.default_8bit.Default8BitQuantizeRegistry()
     output_only = _output_quantize_config()
@@ -215,7 +215,7 @@ def prune(
     schedule = _pruning_schedule(sparsity_lib, sparsity, total_steps)
     settings = {"sparsity": sparsity, "epochs": epochs, "learning_rate": learning_rate,
                 "schedule": type(schedule).__name__}
-    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+    bridged = _bridge_for_fine_tuning(model, train_data)
 
     def wrap(layer):
         if _has_kernel(layer):
@@ -266,7 +266,7 @@ def cluster(
             f"Unknown init {init!r}: use 'kmeans_plus_plus', 'linear', 'density_based' or 'random'."
         )
     settings = {"clusters": clusters, "epochs": epochs, "learning_rate": learning_rate, "init": str(init).lower()}
-    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+    bridged = _bridge_for_fine_tuning(model, train_data)
 
     def wrap(layer):
         # A kernel with fewer weights than clusters has nothing to share.
@@ -286,6 +286,22 @@ def cluster(
     }
     result.sparsity = kernel_sparsity(stripped)
     return result
+
+
+def _bridge_for_fine_tuning(model, train_data):
+    """The bridged tf_keras model with every layer trainable but BatchNormalization.
+
+    TF-MOT fine-tunes the whole network: a backbone left frozen by the head
+    phase would keep its kernels, so pruning masks could never be compensated
+    and clustering would find no weights. BatchNormalization stays frozen
+    (inference mode), as keras_transfer always runs it.
+    """
+    bridged = to_tf_keras(model, check_data=_first_inputs(train_data), fold_batch_norm=True)
+    batch_norm = tf_keras().layers.BatchNormalization
+    for layer in bridged.model.layers:
+        if not isinstance(layer, batch_norm):
+            layer.trainable = True
+    return bridged
 
 
 def kernel_sparsity(tf_model):

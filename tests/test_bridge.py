@@ -8,7 +8,7 @@ import pytest
 
 import keras_transfer as kt
 from keras_transfer import bridge
-from tests.helpers import image_arrays, tiny_backbone
+from helpers import image_arrays, tiny_backbone
 
 
 def _residual_model():

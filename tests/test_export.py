@@ -186,6 +186,10 @@ def test_litert_model_predicts_evaluates_and_times_like_keras(tmp_path):
     assert latency.num_threads == 1 and latency.repeats == 5 and 0 < latency.min_ms <= latency.median_ms
     with pytest.raises(FileNotFoundError, match="No LiteRT model"):
         litert.LiteRTModel(tmp_path / "missing.tflite")
+    ex.export(model, tmp_path / "fp16.tflite", quantization="float16")
+    both = litert.compare_latency([path, tmp_path / "fp16.tflite"], repeats=4, warmup=1)
+    assert list(both) == [str(path), str(tmp_path / "fp16.tflite")]
+    assert all(latency.repeats == 4 and latency.median_ms > 0 for latency in both.values())
 
 
 @pytest.mark.parametrize("mask_dtype", ["int32", "bool"])

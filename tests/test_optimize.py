@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_transfer import optimize
-from tests.helpers import image_dataset, tiny_classifier
+from helpers import image_dataset, tiny_classifier
 
 CLASS_NAMES = ["dark", "mid", "bright"]
 
@@ -95,6 +95,20 @@ def test_pruning_reaches_the_sparsity_and_survives_export(tmp_path):
     zeros = sum(np.sum(kernel == 0) for kernel in kernels) / sum(kernel.size for kernel in kernels)
     assert zeros == pytest.approx(0.5, abs=0.05)
     assert result.check(path, dataset).max_abs_difference < 1e-4
+
+
+def test_a_backbone_frozen_for_the_head_phase_is_fine_tuned_too():
+    model = tiny_classifier(3, class_names=CLASS_NAMES)
+    model.freeze_backbone()  # as after fine_tune(finetune_epochs=0)
+    dataset, _, _ = _data()
+    before = model.backbone.get_layer("conv2").get_weights()[0]
+    result = optimize.prune(model, dataset, sparsity=0.5, epochs=2, learning_rate=1e-2, verbose=0)
+    after = result.model.get_layer("conv2").get_weights()[0]
+    kept = after != 0
+    assert 0.4 < 1 - kept.mean() < 0.6
+    assert not np.allclose(after[kept], before[kept])  # the surviving weights trained
+    clustered = optimize.cluster(model, dataset, clusters=4, epochs=1, init="linear", verbose=0)
+    assert clustered.unique_values["conv2"] <= 4
 
 
 def test_clustering_leaves_at_most_the_clusters(tmp_path):
