@@ -671,7 +671,7 @@ def _labelled_data(model, path, args, option, shuffle=False, seed=1337):
     try:
         if _is_text_model(model):
             return text_data.text_file(path, class_names=model.class_names, shuffle=False,
-                                       batch_size=args.batch_size, **_text_file_options(args))
+                                       **_text_file_options(args))
         dataset = data.image_folder(path, image_size=model.image_size, batch_size=args.batch_size,
                                     shuffle=shuffle, seed=seed)
     except (data.DataError, text_data.DataError) as error:
