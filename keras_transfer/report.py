@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from keras_transfer import files, litert
-from keras_transfer.export import check_export
+from keras_transfer.export import check_export, collect_examples
 
 
 @dataclasses.dataclass
@@ -128,13 +128,8 @@ def measure_export(
 
 def _first_example(model, data):
     data = model.model_inputs(data) if hasattr(model, "model_inputs") else data
-    if isinstance(data, tuple):
-        return litert.take_rows(data[0], slice(0, 1))
-    batch = next(iter(data))
-    x = batch[0] if isinstance(batch, tuple) else batch
-    if isinstance(x, dict):
-        return {name: np.asarray(value)[:1] for name, value in x.items()}
-    return np.asarray(x)[:1]
+    x, _ = collect_examples(data, max_examples=1)
+    return x
 
 
 def weight_sparsity(model):
