@@ -1,6 +1,8 @@
 """keras-transfer: transfer learning on Keras 3.
 
-Pretrained image and text backbones with new heads, LoRA, freezing and two-phase fine-tuning,
+Pretrained image and text backbones with new heads, LoRA, freezing and two-phase fine-tuning
+(feature caching, progressive unfreezing, layer-wise learning rates, one-cycle and warmup-cosine
+schedules, an LR finder),
 weight transfer, feature extraction, evaluation, checked TFLite/LiteRT export with
 post-training quantization, quantization-aware training, pruning and clustering (TF-MOT
 through a Keras 3 -> tf_keras bridge), and a command line.
@@ -16,7 +18,10 @@ from keras_transfer import evaluation
 from keras_transfer import litert
 from keras_transfer import optimize
 from keras_transfer import report
+from keras_transfer import schedules
 from keras_transfer.augment import augmentation
+from keras_transfer.blocks import layer_blocks
+from keras_transfer.callbacks import ProgressiveUnfreezing
 from keras_transfer.backbones import (
     BackbonePreprocessing,
     BackboneSpec,
@@ -37,12 +42,15 @@ from keras_transfer.export import (
     keras_quantize,
 )
 from keras_transfer.export import export as export_model
+from keras_transfer.feature_cache import FeatureCache
+from keras_transfer.layerwise import LayerwiseLearningRates, depth_decay, layerwise_learning_rates
 from keras_transfer.litert import LiteRTModel
 from keras_transfer.freezing import freeze, parameter_counts, recompile, select_layers, unfreeze
 from keras_transfer.heads import Head
 from keras_transfer.image_classifier import ImageClassifier
 from keras_transfer.optimize import OptimizedModel, cluster, prune, quantization_aware
 from keras_transfer.report import ModelReport, measure_export
+from keras_transfer.schedules import LearningRateFinderResult, OneCycle, find_learning_rate, warmup_cosine
 from keras_transfer.task import TransferModel
 from keras_transfer.text import TextClassifier, TokenPooling
 from keras_transfer.training import FineTuneHistory, make_optimizer

@@ -78,6 +78,19 @@ def _parser():
     train.add_argument("--augment", default="standard", metavar="PRESET",
                        help="none, flip, standard, strong or randaugment (default: standard)")
     train.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without improvement")
+    train.add_argument("--cache-features", action="store_true",
+                       help="run the frozen backbone once and train the head on its cached features "
+                       "(the head phase then sees no augmentation)")
+    train.add_argument("--schedule", default="constant", choices=["constant", "one_cycle", "warmup_cosine"],
+                       help="learning-rate schedule of each phase, peaking at its LR (default: constant)")
+    train.add_argument("--layer-decay", type=_positive_float, metavar="F",
+                       help="fine-tune each backbone block at F times the rate of the block above it")
+    train.add_argument("--progressive", type=_positive_int, metavar="N",
+                       help="unfreeze the backbone N blocks per fine-tuning epoch from the top, "
+                       "instead of --unfreeze")
+    train.add_argument("--lr-find", action="store_true",
+                       help="run an LR range test on the head first, use its suggestion as --head-lr "
+                       "and write lr_finder.png")
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
     train.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
@@ -393,12 +406,29 @@ def _train(args):
         raise CommandError(error) from error
 
     start = time.perf_counter()
+    head_lr, finder = args.head_lr, None
+    if args.lr_find:
+        from keras_transfer.schedules import find_learning_rate
+
+        model.freeze_backbone()
+        model.compile(args.optimizer, learning_rate=args.head_lr)
+        finder = find_learning_rate(model, train, num_steps=min(100, 10 * len(train)), verbose=1)
+        head_lr = finder.suggestion
+        print(f"LR finder suggests a head learning rate of {head_lr:.2e}.")
+    if args.progressive:
+        from keras_transfer.callbacks import ProgressiveUnfreezing
+
+        unfreeze = ProgressiveUnfreezing(blocks_per_epoch=args.progressive)
+    else:
+        unfreeze = _parse_unfreeze(args.unfreeze)
     history = model.fine_tune(
         train, validation,
         head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-        unfreeze=_parse_unfreeze(args.unfreeze), optimizer=args.optimizer,
-        finetune_optimizer=args.finetune_optimizer, head_learning_rate=args.head_lr,
+        unfreeze=unfreeze, optimizer=args.optimizer,
+        finetune_optimizer=args.finetune_optimizer, head_learning_rate=head_lr,
         finetune_learning_rate=args.finetune_lr, early_stopping=args.early_stopping,
+        cache_features=args.cache_features, layer_decay=args.layer_decay,
+        schedule=None if args.schedule == "constant" else args.schedule,
     )
     seconds = time.perf_counter() - start
 
@@ -410,8 +440,11 @@ def _train(args):
     evaluation.plot_confusion_matrix(
         report.confusion_matrix, report.class_names, os.path.join(args.output, "confusion_matrix.png")
     )
+    if finder is not None:
+        finder.plot(os.path.join(args.output, "lr_finder.png"))
     trainable, total = model.parameter_counts()
     summary = {
+        "head_learning_rate": head_lr,
         "backbone": model.backbone_name,
         "weights": args.weights,
         "image_size": list(model.image_size),

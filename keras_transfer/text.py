@@ -292,11 +292,6 @@ class TextClassifier(TransferModel):
         """A model from token ids to the pooled features the head sees."""
         return keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
 
-    @property
-    def head_input(self):
-        layer = self.get_layer("token_pooling") if self.pooling != "pooled" else None
-        return layer.output if layer is not None else self.backbone.output["pooled_output"]
-
     # --- saving ----------------------------------------------------------
 
     def get_config(self):

@@ -60,6 +60,23 @@ def test_train_writes_model_report_and_plots(trained_run):
         assert (output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_train_with_strategies_finds_lr_caches_and_unfreezes_progressively(tmp_path, capsys):
+    train_dir = _image_folder(tmp_path / "train")
+    output = tmp_path / "run"
+    code = main([
+        "train", str(train_dir), "--val-split", "0.25", "--backbone", "mobilenet_v2",
+        "--weights", "none", "--image-size", "32", "--head-epochs", "1", "--finetune-epochs", "2",
+        "--batch-size", "4", "--cache-features", "--schedule", "one_cycle", "--layer-decay", "0.5",
+        "--progressive", "2", "--lr-find", "--output", str(output),
+    ])
+    assert code == 0
+    assert "LR finder suggests" in capsys.readouterr().out
+    assert (output / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((output / "report.json").read_text())
+    assert report["head_learning_rate"] != 1e-3 and report["head_learning_rate"] > 0
+    assert report["phases"]["finetune"]["epochs"] == 2
+
+
 def test_train_refuses_non_empty_output_without_overwrite(trained_run, capsys):
     root, output = trained_run
     before = (output / "model.keras").read_bytes()

@@ -1,0 +1,187 @@
+"""Backbone features computed once, so a head trains without running a frozen backbone every epoch.
+
+While the backbone is frozen, every epoch of head training pushes each image
+through the same backbone again. `FeatureCache` runs that forward pass once
+(optionally for a few augmented copies of each example), keeps the features in
+memory or in a file on disk, and serves them as a `tf.data.Dataset` for the
+head alone. The head's layers are the model's own layers, so once trained they
+are already in place on the backbone.
+"""
+
+import math
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class FeatureCache:
+    """Features and labels of a dataset, one row per example and augmented copy.
+
+    Build it with `FeatureCache.compute`. `features` has shape
+    `(copies, num_examples, *feature_shape)`; on disk it is a read-only
+    `np.memmap`, so data larger than memory is read batch by batch.
+
+    Example:
+    >>> cache = FeatureCache.compute(model.feature_extractor(), train, copies=2)  # doctest: +SKIP
+    >>> model.head_model().fit(cache.dataset(32), steps_per_epoch=cache.steps(32))  # doctest: +SKIP
+    """
+
+    def __init__(self, features, labels, batch_size=32):
+        if len(features) < 1 or features.shape[1] != len(labels):
+            raise ValueError(
+                f"features of shape {features.shape} do not match {len(labels)} labels: "
+                "expected (copies, num_examples, ...)."
+            )
+        self.features = features
+        self.labels = labels
+        # The batch size of the data it came from: the head trains on the same.
+        self.batch_size = int(batch_size)
+
+    @property
+    def copies(self):
+        return self.features.shape[0]
+
+    @property
+    def num_examples(self):
+        return self.features.shape[1]
+
+    @classmethod
+    def compute(cls, extractor, data, *, copies=1, directory=None, verbose="auto"):
+        """Runs `extractor` over `data` `copies` times and keeps what it returns.
+
+        Each pass reads `data` again, so a dataset that augments (or shuffles)
+        gives a new augmented copy per pass; the first pass fixes the number of
+        examples and every later pass must yield as many.
+
+        Args:
+            extractor: a `keras.Model` from the model's inputs to the features
+                the head takes (e.g. `model.feature_extractor()`).
+            data: a finite `tf.data.Dataset` of `(inputs, labels)` batches.
+            copies: passes over `data` to keep; more than one only makes sense
+                when `data` augments.
+            directory: a folder for an on-disk cache (for data that does not
+                fit in memory); None keeps the features in memory.
+            verbose: show a progress bar per pass.
+
+        Returns:
+            A `FeatureCache`.
+        """
+        if int(copies) < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}.")
+        if not isinstance(data, tf.data.Dataset):
+            raise TypeError(
+                f"FeatureCache.compute takes a tf.data.Dataset of (inputs, labels) batches, "
+                f"got {type(data).__name__}; wrap arrays with tf.data.Dataset.from_tensor_slices(...).batch(n)."
+            )
+        if data.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise ValueError("The dataset repeats forever: pass one epoch (drop .repeat()) to cache it.")
+        # One traced function for every batch: calling the model eagerly per
+        # batch would cost more than the forward pass on small backbones.
+        forward = tf.function(lambda inputs: extractor(inputs, training=False), reduce_retracing=True)
+        writer = _FeatureWriter(directory)
+        labels = None
+        batch_size = None
+        steps = _cardinality(data)
+        for copy in range(int(copies)):
+            progress = keras.utils.Progbar(
+                steps, verbose=_progress_verbosity(verbose), unit_name="batch"
+            )
+            pass_labels = []
+            for step, batch in enumerate(data, start=1):
+                if not isinstance(batch, tuple) or len(batch) != 2:
+                    raise ValueError("FeatureCache needs labelled data: a dataset of (inputs, labels) batches.")
+                inputs, batch_labels = batch
+                batch_size = batch_size or len(batch_labels)
+                writer.write(np.asarray(forward(inputs)))
+                pass_labels.append(np.asarray(batch_labels))
+                progress.update(step)
+            pass_labels = np.concatenate(pass_labels)
+            if labels is None:
+                labels = pass_labels
+            elif len(pass_labels) != len(labels):
+                raise ValueError(
+                    f"Pass {copy + 1} over the data gave {len(pass_labels)} examples, the first "
+                    f"{len(labels)}: cache a dataset that yields the same examples every pass."
+                )
+        if labels is None:
+            raise ValueError("The dataset is empty: there is nothing to cache.")
+        return cls(writer.finish(int(copies), len(labels)), labels, batch_size)
+
+    def steps(self, batch_size):
+        """Batches in one epoch: every example once."""
+        return math.ceil(self.num_examples / batch_size)
+
+    def dataset(self, batch_size=32, *, shuffle=True, seed=None):
+        """An endless dataset of `(features, labels)` batches; fit it with `steps_per_epoch=steps(batch_size)`.
+
+        One epoch shows each example once; epoch `e` shows augmented copy
+        `e % copies`, so an epoch means the same as without the cache. Labels
+        of a dataset with one copy and `shuffle=False` come in the order the
+        data gave them.
+        """
+        rng = np.random.default_rng(seed)
+        features, labels = self.features, self.labels
+
+        def batches():
+            epoch = 0
+            while True:
+                copy = features[epoch % self.copies]
+                order = rng.permutation(self.num_examples) if shuffle else np.arange(self.num_examples)
+                for start in range(0, self.num_examples, batch_size):
+                    # Sorted within a batch (same gradient): a memmap reads front to back.
+                    index = np.sort(order[start:start + batch_size])
+                    yield np.asarray(copy[index], dtype="float32"), labels[index]
+                epoch += 1
+
+        signature = (
+            tf.TensorSpec((None, *features.shape[2:]), tf.float32),
+            tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
+        )
+        return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+    def validation_dataset(self, batch_size=32):
+        """The first copy, in order, once: for `validation_data`."""
+        return tf.data.Dataset.from_tensor_slices(
+            (np.asarray(self.features[0], dtype="float32"), self.labels)
+        ).batch(batch_size)
+
+
+class _FeatureWriter:
+    """Collects feature batches in memory, or appends them to a raw file read back as a memmap."""
+
+    def __init__(self, directory):
+        self.chunks = []
+        self.file = None
+        self.shape = None
+        if directory is not None:
+            os.makedirs(directory, exist_ok=True)
+            handle, self.path = tempfile.mkstemp(prefix="features_", suffix=".f32", dir=directory)
+            self.file = os.fdopen(handle, "wb")
+
+    def write(self, batch):
+        batch = np.ascontiguousarray(batch, dtype="float32")
+        if self.shape is None:
+            self.shape = batch.shape[1:]
+        if self.file is not None:
+            self.file.write(batch.tobytes())
+        else:
+            self.chunks.append(batch)
+
+    def finish(self, copies, num_examples):
+        shape = (copies, num_examples, *self.shape)
+        if self.file is None:
+            return np.concatenate(self.chunks).reshape(shape)
+        self.file.close()
+        return np.memmap(self.path, dtype="float32", mode="r", shape=shape)
+
+
+def _cardinality(dataset):
+    count = int(dataset.cardinality())
+    return count if count >= 0 else None
+
+
+def _progress_verbosity(verbose):
+    return 1 if verbose == "auto" else int(verbose)
