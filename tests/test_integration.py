@@ -91,3 +91,22 @@ def test_int8_export_of_the_fine_tuned_model_agrees_and_is_small(cats_and_dogs, 
     assert check.num_examples == 2 * PER_CLASS
     assert check.top1_agreement >= 0.97
     assert int8.size_bytes < 0.32 * float32.size_bytes
+
+
+def test_cached_features_train_an_accurate_head_and_progressive_fine_tuning_keeps_it(cats_and_dogs):
+    """The fast recipe on real weights: head on cached features, then one-cycle fine-tuning
+    with progressive unfreezing and layer-wise rates (the strategies of benchmarks/fine_tuning.py)."""
+    train, val = kt.data.image_folder(cats_and_dogs[0], validation_dir=cats_and_dogs[1],
+                                      image_size=IMAGE_SIZE, batch_size=32)
+    model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=IMAGE_SIZE,
+                               class_names=train.class_names)
+    unfreezing = kt.ProgressiveUnfreezing(blocks_per_epoch=2, initial_blocks=1)
+    history = model.fine_tune(train, val, head_epochs=5, finetune_epochs=1, cache_features=True,
+                              schedule="one_cycle", layer_decay=0.7, unfreeze=unfreezing,
+                              head_learning_rate=3e-3, finetune_learning_rate=1e-4, verbose=0)
+    head_accuracy = history.head.history["val_accuracy"][-1]
+    assert head_accuracy >= 0.90, head_accuracy  # 0.92 measured; random weights give 0.5
+    assert history.seconds["head_features"] < history.seconds["head"]
+    assert unfreezing.unfrozen_layers[5][0] == "Conv_1"
+    _, accuracy = model.evaluate(val, verbose=0)
+    assert accuracy >= head_accuracy - 0.03, (accuracy, head_accuracy)
