@@ -78,9 +78,12 @@ class FeatureCache:
             )
         if data.cardinality() == tf.data.INFINITE_CARDINALITY:
             raise ValueError("The dataset repeats forever: pass one epoch (drop .repeat()) to cache it.")
-        # One traced function for every batch: calling the model eagerly per
-        # batch would cost more than the forward pass on small backbones.
-        forward = tf.function(lambda inputs: extractor(inputs, training=False), reduce_retracing=True)
+        spec = data.element_spec
+        if not isinstance(spec, tuple) or len(spec) != 2:
+            raise ValueError("FeatureCache needs labelled data: a dataset of (inputs, labels) batches.")
+        # One trace for every batch, the last shorter one included: calling the
+        # model eagerly per batch would cost more than the forward pass.
+        forward = tf.function(lambda inputs: extractor(inputs, training=False), input_signature=[spec[0]])
         writer = _FeatureWriter(directory)
         labels = None
         batch_size = None
@@ -90,10 +93,7 @@ class FeatureCache:
                 steps, verbose=_progress_verbosity(verbose), unit_name="batch"
             )
             pass_labels = []
-            for step, batch in enumerate(data, start=1):
-                if not isinstance(batch, tuple) or len(batch) != 2:
-                    raise ValueError("FeatureCache needs labelled data: a dataset of (inputs, labels) batches.")
-                inputs, batch_labels = batch
+            for step, (inputs, batch_labels) in enumerate(data, start=1):
                 batch_size = batch_size or len(batch_labels)
                 writer.write(np.asarray(forward(inputs)))
                 pass_labels.append(np.asarray(batch_labels))

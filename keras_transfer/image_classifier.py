@@ -139,7 +139,8 @@ class ImageClassifier(TransferModel):
 
     def feature_extractor(self, pooling=None):
         """A model from raw pixels to pooled backbone features (the head's pooling by default)."""
-        pooling = pooling or self.head.pooling
+        if pooling is None or pooling == self.head.pooling:
+            return super().feature_extractor()
         x = self.preprocessor(self.inputs[0]) if self.preprocessor is not None else self.inputs[0]
         features = self.backbone(x, training=False)
         if len(features.shape) > 2:

@@ -349,9 +349,13 @@ class TransferModel(keras.Model):
         """
         return keras.Model(self.head_input, self.outputs, name=f"{self.name}_head")
 
+    def feature_extractor(self):
+        """A model from this model's inputs to the pooled features the head sees."""
+        return keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
+
     def _fit_head_on_cached_features(self, train, validation_data, *, epochs, copies, directory,
                                      batch_size, callbacks, phase_options, seconds, verbose):
-        extractor = keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
+        extractor = self.feature_extractor()
         start = time.perf_counter()
         train_cache = FeatureCache.compute(
             extractor, self._labelled_dataset(train, batch_size), copies=copies,

@@ -288,10 +288,6 @@ class TextClassifier(TransferModel):
         tokens, _ = self._token_data(x, batch_size=batch_size)
         return super().predict(tokens, batch_size=None if tokens is not x else batch_size, **kwargs)
 
-    def feature_extractor(self):
-        """A model from token ids to the pooled features the head sees."""
-        return keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
-
     # --- saving ----------------------------------------------------------
 
     def get_config(self):
