@@ -22,7 +22,7 @@ fine-tuning epoch. Targets are printed as PASS/FAIL, never asserted.
 Writes `results/fine_tuning.json`, `.md` and `.png` (validation accuracy against
 wall-clock seconds for both recipes) beside this file, or into `--output-dir`.
 
-    python benchmarks/fine_tuning.py [--finetune-epochs 0] [--skip-switches] [--skip-overhead]
+    python benchmarks/fine_tuning.py [--finetune-epochs 0] [--parts floor recipes overhead switches]
 """
 
 import argparse
@@ -41,6 +41,7 @@ import keras_transfer as kt
 TARGETS = {"accuracy_min": 0.985, "time_ratio_max": 1 / 3, "frozen_floor_ratio_max": 1.5,
            "overhead_ratio_max": 1.02}
 BATCH_SIZE = 32
+PARTS = ("floor", "recipes", "overhead", "switches")
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -156,27 +157,63 @@ def forward_floor(root, image_size):
     return time.perf_counter() - start
 
 
-def overhead(root, image_size=160, repeats=3):
-    """One frozen-backbone epoch through keras_transfer and through plain Keras, interleaved."""
-    train_kt = kt.data.image_folder(os.path.join(root, "train"), image_size=image_size,
-                                    batch_size=BATCH_SIZE)
-    ours = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
-                              head=kt.Head.binary(logits=True), class_names=train_kt.class_names)
-    ours.freeze_backbone()
-    ours.compile("adam", learning_rate=1e-4)
-    train_plain = plain_folder(root, "train", image_size, shuffle=True)
-    plain, _ = tutorial_model(image_size, augment=False)
-    compile_binary(plain, keras.optimizers.Adam(1e-4))
-    times = {"keras_transfer": [], "keras": []}
-    for model, data, name in [(ours, train_kt, "keras_transfer"), (plain, train_plain, "keras")]:
-        model.fit(data.take(2), epochs=1, verbose=0)  # trace once, outside the timing
-    for _ in range(repeats):
-        for model, data, name in [(plain, train_plain, "keras"), (ours, train_kt, "keras_transfer")]:
+def overhead(root, image_size=160, rounds=12, steps=20):
+    """The same frozen-backbone epoch through keras_transfer and through plain Keras.
+
+    The machine's speed drifts by up to 2x between minutes (shared host), so one long
+    epoch each says little. Instead: `rounds` rounds of short epochs (`steps` batches),
+    every configuration once per round in an order that reverses every round, and the
+    ratio taken within each round, where the drift is shared. Crossed pairs (our model on
+    plain Keras' data pipeline and the other way round) say which half any extra time
+    comes from; `keras_transfer (head metrics)` adds the binary head's default AUC metric,
+    which the tutorial model does not compute.
+    """
+    folder = os.path.join(root, "train")
+    data = {"keras_transfer": kt.data.image_folder(folder, image_size=image_size, batch_size=BATCH_SIZE),
+            "keras": plain_folder(root, "train", image_size, shuffle=True)}
+    same_metrics = [keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")]
+    models = {}
+    for name, metrics in (("keras_transfer", same_metrics), ("keras_transfer (head metrics)", "auto")):
+        model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
+                                   head=kt.Head.binary(logits=True), class_names=["cats", "dogs"])
+        model.freeze_backbone()
+        model.compile("adam", learning_rate=1e-4, metrics=metrics)
+        models[name] = model
+    models["keras"], _ = tutorial_model(image_size, augment=False)
+    compile_binary(models["keras"], keras.optimizers.Adam(1e-4))
+    configs = {  # name: (model, data pipeline)
+        "keras_transfer": ("keras_transfer", "keras_transfer"),
+        "keras": ("keras", "keras"),
+        "keras_transfer (head metrics)": ("keras_transfer (head metrics)", "keras_transfer"),
+        "keras_transfer model, keras data": ("keras_transfer", "keras"),
+        "keras model, keras_transfer data": ("keras", "keras_transfer"),
+    }
+    for model_name, data_name in configs.values():  # trace once, outside the timing
+        models[model_name].fit(data[data_name].take(2), epochs=1, verbose=0)
+    seconds = {name: [] for name in configs}
+    order = list(configs)
+    for round_index in range(rounds):
+        for name in order if round_index % 2 == 0 else reversed(order):
+            model_name, data_name = configs[name]
             start = time.perf_counter()
-            model.fit(data, epochs=1, verbose=0)
-            times[name].append(time.perf_counter() - start)
-    ratio = statistics.median(times["keras_transfer"]) / statistics.median(times["keras"])
-    return {"image_size": image_size, "seconds": times, "ratio": ratio}
+            models[model_name].fit(data[data_name].take(steps), epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+    summary = overhead_summary(seconds)
+    return {"image_size": image_size, "steps": steps, "rounds": rounds, "seconds": seconds,
+            "summary": summary, "ratio": summary["keras_transfer"]["paired_ratio_median"]}
+
+
+def overhead_summary(seconds):
+    """Per configuration: median and min seconds, and its ratio to plain Keras within each round."""
+    summary = {}
+    for name, times in seconds.items():
+        paired = [ours / plain for ours, plain in zip(times, seconds["keras"])]
+        quartiles = statistics.quantiles(paired, n=4)
+        summary[name] = {"median_s": statistics.median(times), "min_s": min(times),
+                         "paired_ratio_median": statistics.median(paired),
+                         "paired_ratio_quartiles": [quartiles[0], quartiles[2]],
+                         "min_ratio": min(times) / min(seconds["keras"])}
+    return summary
 
 
 def speed_switches(root, image_size=160, images=192):
@@ -279,10 +316,16 @@ def markdown(results):
               "(not counted against the floor), the rest training the head."]
     if "overhead" in results:
         over = results["overhead"]
-        lines += ["", f"Overhead, frozen-backbone epoch at {over['image_size']} px (median of "
-                  f"{len(over['seconds']['keras'])}, interleaved): keras_transfer "
-                  f"{statistics.median(over['seconds']['keras_transfer']):.1f} s, plain Keras "
-                  f"{statistics.median(over['seconds']['keras']):.1f} s, ratio {over['ratio']:.3f}."]
+        lines += ["", f"Overhead, frozen-backbone epochs of {over['steps']} batches at {over['image_size']} px, "
+                  f"{over['rounds']} rounds, every configuration once per round in alternating order; "
+                  "ratio to plain Keras taken within each round (median over rounds):", "",
+                  "| configuration | median s | min s | x keras (paired median) | paired quartiles | "
+                  "x keras (min/min) |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in over["summary"].items():
+            low, high = row["paired_ratio_quartiles"]
+            lines.append(f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | "
+                         f"{row['paired_ratio_median']:.3f} | {low:.3f}-{high:.3f} | {row['min_ratio']:.3f} |")
     if "switches" in results:
         switches = results["switches"]
         lines += ["", f"Speed switches, fine-tuning epoch (top 30% trainable) on {switches['images']} "
@@ -306,27 +349,40 @@ def main(argv=None):
     parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="keras_transfer fine-tuning epochs after the cached head phase")
-    parser.add_argument("--skip-overhead", action="store_true")
-    parser.add_argument("--skip-switches", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to run (default: all); the others are kept from the existing "
+                        "results file, so `--parts overhead` re-measures only the overhead")
     args = parser.parse_args(argv)
     root = args.data or os.path.join(os.environ.get("KERAS_TRANSFER_ASSETS", "../shared/assets"),
                                      "images", "cats_and_dogs_filtered")
     if not os.path.isdir(os.path.join(root, "train")):
         parser.error(f"{root} has no train/ folder: set KERAS_TRANSFER_ASSETS or pass --data.")
+    stem = os.path.join(args.output_dir, "fine_tuning")
+    results = {}
+    if set(args.parts) != set(PARTS):
+        if not os.path.exists(stem + ".json"):
+            parser.error(f"--parts {' '.join(args.parts)} updates {stem}.json, which does not exist: "
+                         "run without --parts first.")
+        with open(stem + ".json") as file:
+            results = json.load(file)
     started = time.perf_counter()
-    results = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
-                           "tensorflow": tf.__version__, "keras": keras.__version__}}
-    results["floor_seconds"] = {str(size): forward_floor(root, size) for size in (160, 224)}
-    results["tutorial"] = tutorial_recipe(root)
-    results["keras_transfer"] = keras_transfer_recipe(root, finetune_epochs=args.finetune_epochs)
-    if not args.skip_overhead:
+    results["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor(),
+                          "tensorflow": tf.__version__, "keras": keras.__version__}
+    if "floor" in args.parts:
+        results["floor_seconds"] = {str(size): forward_floor(root, size) for size in (160, 224)}
+    if "recipes" in args.parts:
+        results["tutorial"] = tutorial_recipe(root)
+        results["keras_transfer"] = keras_transfer_recipe(root, finetune_epochs=args.finetune_epochs)
+    if "overhead" in args.parts:
         results["overhead"] = overhead(root)
-    if not args.skip_switches:
+    if "switches" in args.parts:
         results["switches"] = speed_switches(root)
     results["targets"] = check_targets(results)
-    results["benchmark_seconds"] = time.perf_counter() - started
+    results.setdefault("benchmark_seconds", {})
+    if not isinstance(results["benchmark_seconds"], dict):  # results written before --parts existed
+        results["benchmark_seconds"] = {"floor recipes overhead switches": results["benchmark_seconds"]}
+    results["benchmark_seconds"][" ".join(args.parts)] = time.perf_counter() - started
     os.makedirs(args.output_dir, exist_ok=True)
-    stem = os.path.join(args.output_dir, "fine_tuning")
     kt.files.write_json(results, stem + ".json")
     table = markdown(results)
     with kt.files.atomic_path(stem + ".md") as temporary:

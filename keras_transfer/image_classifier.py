@@ -14,9 +14,11 @@ class ImageClassifier(TransferModel):
     """A pretrained backbone with a new head, ready for transfer learning.
 
     The model takes raw pixels in [0, 255]: the backbone's own preprocessing
-    sits inside it, so saved and exported models need no outside code. The
-    backbone is always called with `training=False`, which keeps its
-    BatchNormalization layers in inference mode even after unfreezing.
+    sits inside it, so saved and exported models need no outside code. A
+    pretrained backbone's BatchNormalization layers are frozen, so they stay
+    in inference mode (ImageNet statistics) even after unfreezing; a backbone
+    trained from scratch needs `train_batch_norm=True`, so that
+    BatchNormalization learns its statistics.
 
     Args:
         backbone: a registry name (see `list_backbones()`), a keras-hub preset
@@ -29,6 +31,11 @@ class ImageClassifier(TransferModel):
         preprocessor: for a `keras.Model` backbone, the preprocessing in front
             of it: a layer, a `BackbonePreprocessing` mode name (e.g. `"unit"`
             or `"mobilenet_v2"`), or None for none.
+        train_batch_norm: False (the default, right for pretrained weights)
+            keeps BatchNormalization in inference mode and frozen through
+            `unfreeze_backbone`; True lets it use batch statistics while
+            training and unfreezes it with the layers around it, as training
+            from random weights (`weights=None`) needs.
 
     Example:
     >>> model = ImageClassifier("mobilenet_v2", num_classes=3, weights=None, image_size=32)
@@ -46,6 +53,7 @@ class ImageClassifier(TransferModel):
         head=None,
         class_names=None,
         preprocessor=None,
+        train_batch_norm=False,
         **kwargs,
     ):
         channels = 3
@@ -70,7 +78,14 @@ class ImageClassifier(TransferModel):
 
         inputs = keras.Input(shape=(*image_size, channels), name="image")
         x = preprocessor(inputs) if preprocessor is not None else inputs
-        features = backbone(x, training=False)
+        if not train_batch_norm:
+            # Keras 3 lets the outer model's training=True override the
+            # training=False below, so only a frozen BatchNormalization is sure
+            # to stay in inference mode when the model is fit directly.
+            for layer in backbone._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+        features = backbone(x) if train_batch_norm else backbone(x, training=False)
         outputs = head.build(features)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -80,6 +95,7 @@ class ImageClassifier(TransferModel):
         self.class_names = class_names
         self.image_size = tuple(int(size) for size in image_size)
         self.backbone_name = backbone_name
+        self.train_batch_norm = bool(train_batch_norm)
 
     @classmethod
     def create(
@@ -159,6 +175,7 @@ class ImageClassifier(TransferModel):
             "name": self.name,
             "trainable": self.trainable,
             "backbone_name": self.backbone_name,
+            "train_batch_norm": self.train_batch_norm,
             **self._backbone_state(),
         }
 

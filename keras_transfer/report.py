@@ -95,7 +95,9 @@ def measure_export(
         name: the report's label; defaults to the file name.
         head: the model's `Head`, when `model` has none (tf_keras models).
         num_threads: LiteRT threads for the latency.
-        repeats: timed calls for the latency (median).
+        repeats: timed calls for the latency (median); 0 leaves `latency_ms`
+            unset, for files to be timed side by side afterwards with
+            `litert.compare_latency`.
         max_examples: evaluate at most this many examples.
 
     Returns:
@@ -121,8 +123,9 @@ def measure_export(
         if report.accuracy is not None and report.tflite_accuracy is not None:
             report.accuracy_drop = report.accuracy - report.tflite_accuracy
         example = _first_example(model, eval_data)
-    latency = litert.LiteRTModel(path).measure_latency(example, num_threads=num_threads, repeats=repeats)
-    report.latency_ms, report.latency_threads = latency.median_ms, latency.num_threads
+    if repeats:
+        latency = litert.LiteRTModel(path).measure_latency(example, num_threads=num_threads, repeats=repeats)
+        report.latency_ms, report.latency_threads = latency.median_ms, latency.num_threads
     return report
 
 

@@ -489,6 +489,16 @@ def _check_finder_arguments(model, min_learning_rate, max_learning_rate, num_ste
         )
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r} (0 turns it off).")
+    window = round(1.0 / (1.0 - smoothing), 6)  # 1 / (1 - 0.9) is 10.000000000000002
+    if num_steps < 2 * window:
+        # The smoothed loss then trails the raw one by most of the sweep, so its
+        # minimum (and the suggestion) lands far too low.
+        warnings.warn(
+            f"num_steps={num_steps} is short for smoothing={smoothing} (an average over about "
+            f"{window:.0f} steps): the suggestion will be too low. Use num_steps >= {int(2 * window)} "
+            f"or smoothing <= {1 - 2 / num_steps:.2f}.",
+            stacklevel=3,
+        )
     if not divergence_factor > 1.0:
         raise ValueError(
             f"divergence_factor must be > 1, got {divergence_factor!r}: the test stops "

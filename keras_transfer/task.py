@@ -86,10 +86,12 @@ class TransferModel(keras.Model):
     def unfreeze_backbone(self, **selector):
         """Unfreezes the backbone (or the selected layers of it) and recompiles.
 
-        BatchNormalization layers stay frozen and in inference mode. Takes
-        `top` (count or fraction from the top), `names`, `up_to`, `from_layer`.
+        BatchNormalization layers stay frozen and in inference mode unless the
+        model trains them (`train_batch_norm=True`, for training from scratch).
+        Takes `top` (count or fraction from the top), `names`, `up_to`, `from_layer`.
         """
-        unfrozen = unfreeze(self.backbone, **selector)
+        unfrozen = unfreeze(self.backbone, include_batchnorm=getattr(self, "train_batch_norm", False),
+                            **selector)
         self._recompile()
         return unfrozen
 

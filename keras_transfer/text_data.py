@@ -35,11 +35,27 @@ LABEL_MODES = ("int", "multi_label", "regression")
 # Removal steps put a space where the removed text was, so words never merge;
 # "collapse_whitespace" tidies up afterwards.
 _REMOVAL_PATTERNS = {
-    "strip_html": r"<[^>]*>|&(?:[a-zA-Z]+|#[0-9]+|#x[0-9a-fA-F]+);",
     "remove_urls": r"(?:https?://|www\.)\S+",
     "remove_punctuation": r"[\pP\pS]+",
     "remove_numbers": r"[0-9]+",
 }
+# Escaped characters are text ("&lt;#&gt;" is SMS spam's "<#>"), so the common
+# entities are decoded; other entities become a space. "&amp;" is decoded last,
+# through a placeholder, so that "&amp;lt;" stays the literal text "&lt;".
+_HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&#39;", "'"),
+                  ("&nbsp;", " "))
+_AMPERSAND_PLACEHOLDER = "\ue000"  # a private-use character, absent from real text
+
+
+def _strip_html(texts):
+    texts = tf.strings.regex_replace(texts, r"<[^>]*>", " ")
+    texts = tf.strings.regex_replace(texts, "&amp;", _AMPERSAND_PLACEHOLDER)
+    for entity, character in _HTML_ENTITIES:
+        texts = tf.strings.regex_replace(texts, entity, character)
+    texts = tf.strings.regex_replace(texts, r"&(?:[a-zA-Z]+|#[0-9]+|#x[0-9a-fA-F]+);", " ")
+    return tf.strings.regex_replace(texts, _AMPERSAND_PLACEHOLDER, "&")
+
+
 CLEANING_STEPS = (
     "lower",
     "strip_html",
@@ -62,7 +78,8 @@ def _stopword_pattern():
 class TextCleaner:
     """Cleans text with `tf.strings` ops, in the order the steps are given.
 
-    Steps: "lower" (Unicode lower case), "strip_html" (tags and entities),
+    Steps: "lower" (Unicode lower case), "strip_html" (tags removed, the
+    common entities such as `&lt;` and `&amp;` decoded, others removed),
     "remove_urls", "remove_punctuation" (Unicode punctuation and symbols),
     "remove_numbers", "remove_stopwords" (scikit-learn's English list, any
     case) and "collapse_whitespace" (runs of whitespace become one space, ends
@@ -99,6 +116,8 @@ class TextCleaner:
         for step in self.steps:
             if step == "lower":
                 texts = tf.strings.lower(texts, encoding="utf-8")
+            elif step == "strip_html":
+                texts = _strip_html(texts)
             elif step == "collapse_whitespace":
                 texts = tf.strings.regex_replace(texts, r"[\s\p{Z}]+", " ")  # NBSP too
                 texts = tf.strings.strip(texts)

@@ -134,6 +134,46 @@ def test_save_and_load_with_a_frozen_backbone(tmp_path):
     assert len(restored.trainable_weights) == 2  # the head's Dense kernel and bias
 
 
+def _batch_norm_means(model):
+    return {layer.name: layer.moving_mean.numpy().copy() for layer in model.backbone.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_training_from_scratch_learns_batch_norm_statistics(tmp_path):
+    images, labels = image_arrays(16)
+    pretrained_style = kt.ImageClassifier("mobilenet_v2", num_classes=2, weights=None, image_size=32)
+    scratch = kt.ImageClassifier("mobilenet_v2", num_classes=2, weights=None, image_size=32,
+                                 train_batch_norm=True)
+    for model in (pretrained_style, scratch):
+        model.compile("adam", learning_rate=1e-3)
+    before = {model.name: _batch_norm_means(model) for model in (pretrained_style, scratch)}
+    for model in (pretrained_style, scratch):
+        model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
+    # Inference mode keeps ImageNet-style statistics; from scratch they follow the data.
+    for name, mean in _batch_norm_means(pretrained_style).items():
+        np.testing.assert_array_equal(mean, before[pretrained_style.name][name])
+    moved = [name for name, mean in _batch_norm_means(scratch).items()
+             if not np.array_equal(mean, before[scratch.name][name])]
+    assert len(moved) == len(before[scratch.name])
+
+    # Unfreezing takes BatchNormalization along only when the model trains it.
+    for model in (pretrained_style, scratch):
+        model.freeze_backbone()
+        model.unfreeze_backbone(top=10)
+    trainable_batch_norm = [layer.name for layer in scratch.backbone.layers[-10:]
+                            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    assert trainable_batch_norm
+    assert not [layer for layer in pretrained_style.backbone.layers
+                if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+
+    path = str(tmp_path / "scratch.keras")
+    scratch.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.train_batch_norm is True
+    np.testing.assert_allclose(restored.predict(images, verbose=0), scratch.predict(images, verbose=0),
+                               atol=1e-6)
+
+
 # --- fine_tune ----------------------------------------------------------------------------
 
 

@@ -33,6 +33,9 @@ def test_reports_measure_size_accuracy_latency_and_compare(tmp_path):
     assert saved["dataset"] == "tiny" and [m["name"] for m in saved["models"]] == ["float32", "fp16.tflite"]
     assert saved["models"][1]["size_ratio"] == half.size_ratio
 
+    untimed = rp.measure_export(tmp_path / "fp16.tflite", model, dataset, repeats=0)
+    assert untimed.latency_ms is None and untimed.tflite_accuracy == half.tflite_accuracy
+
 
 def test_sparsity_counts_zero_kernel_values_only():
     model = tiny_classifier(2)

@@ -322,6 +322,16 @@ def test_finder_warns_when_the_loss_was_still_falling():
                            num_steps=30, verbose=0)
 
 
+def test_finder_warns_that_few_steps_under_heavy_smoothing_suggest_too_low():
+    x, y, _ = least_squares(n=128)
+    with pytest.warns(UserWarning, match="num_steps=20 is short for smoothing=0.98"):
+        find_learning_rate(linear_model(), (x, y), num_steps=20, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        find_learning_rate(linear_model(), (x, y), num_steps=20, smoothing=0.9, verbose=0)
+    assert not [w for w in caught if "is short for smoothing" in str(w.message)]
+
+
 @pytest.mark.parametrize("arguments, error, message", [
     (dict(compiled=False), ValueError, "not compiled"),
     (dict(min_learning_rate=1.0, max_learning_rate=1.0), ValueError, "must be below"),
