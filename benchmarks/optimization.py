@@ -2,7 +2,7 @@
 
 An ImageNet MobileNetV2 at 160 px gets a new head trained on cats_and_dogs_filtered
 (backbone frozen, `ImageClassifier.fine_tune` with `finetune_epochs=0`), then is exported
-and measured with `keras_transfer.report.measure_export` on the validation set
+and measured with `keras_transfer.deploy.reports.measure_export` on the validation set
 (1 LiteRT thread, batch size 1 latency):
 
 - `float32`, `float16`, `dynamic` (int8 weights) and `int8 PTQ` (full integer,

@@ -20,9 +20,9 @@ import time
 import keras
 import numpy as np
 
-from keras_transfer.heads import Head
-from keras_transfer.image_classifier import ImageClassifier
-from keras_transfer.transfer import transfer_weights
+from keras_transfer.models.heads import Head
+from keras_transfer.models.image_classifier import ImageClassifier
+from keras_transfer.finetune.weight_transfer import transfer_weights
 
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
 _REPEATS = 4

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.backbones: the registry, the factory, preprocessing, keras-hub."""
+"""Tests for keras_transfer.models.backbones: the registry, the factory, preprocessing, keras-hub."""
 
 import os
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from keras_transfer.backbones import BACKBONES, UnknownBackboneError, build_backbone
+from keras_transfer.models import backbones
+from keras_transfer.models.backbones import BACKBONES, UnknownBackboneError, build_backbone
 
 EXPECTED_BACKBONES = {
     "VGG": ["vgg16", "vgg19"],
@@ -133,8 +134,8 @@ def test_rectangular_image_size():
 
 
 def test_default_image_size_is_the_specs():
-    assert kt.backbones.default_image_size("xception") == (299, 299)
-    assert kt.backbones.default_image_size("nasnet_large") == (331, 331)
+    assert backbones.default_image_size("xception") == (299, 299)
+    assert backbones.default_image_size("nasnet_large") == (331, 331)
 
 
 def test_nasnet_imagenet_weights_need_their_exact_size():

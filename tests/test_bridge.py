@@ -1,4 +1,4 @@
-"""Tests of keras_transfer.bridge: Keras 3 models rebuilt as flat tf_keras models."""
+"""Tests of keras_transfer.deploy.tfmot.bridge: Keras 3 models rebuilt as flat tf_keras models."""
 
 import os
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from keras_transfer import bridge
+from keras_transfer.deploy.tfmot import bridge
 from helpers import image_arrays, tiny_backbone
 
 

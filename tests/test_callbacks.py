@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.callbacks.ProgressiveUnfreezing."""
+"""Tests for keras_transfer.finetune.progressive.ProgressiveUnfreezing."""
 
 import warnings
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from helpers import image_arrays, tiny_backbone, tiny_classifier
-from keras_transfer.blocks import layer_blocks
-from keras_transfer.callbacks import ProgressiveUnfreezing
-from keras_transfer.layerwise import depth_decay, layerwise_learning_rates
+from keras_transfer.finetune.layer_blocks import layer_blocks
+from keras_transfer.finetune.progressive import ProgressiveUnfreezing
+from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
 
 
 class Recorder(keras.callbacks.Callback):

@@ -545,8 +545,8 @@ def test_backbones_text_lists_keras_hub_presets(capsys):
 
 
 def test_cli_choices_match_the_library():
-    from keras_transfer import text, text_data
-
+    from keras_transfer.models import text_classifier as text
+    from keras_transfer.data import text as text_data
     assert cli.POOLINGS == text.POOLINGS
     assert cli.CLEANING_STEPS == text_data.CLEANING_STEPS
 

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.data and keras_transfer.augment (small generated data)."""
+"""Tests for keras_transfer.data and keras_transfer.data.augmentation (small generated data)."""
 
 import os
 import warnings
@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from keras_transfer import augment as augment_lib
+from keras_transfer.data import augmentation as augment_lib
 from keras_transfer import data
 from keras_transfer.data import DataError
 

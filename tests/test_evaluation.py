@@ -21,7 +21,7 @@ from keras_transfer.evaluation import (
     plot_predictions,
     plot_training_curves,
 )
-from keras_transfer.heads import Head
+from keras_transfer.models.heads import Head
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASS_NAMES = ["cat", "dog", "bird"]

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.export: LiteRT and SavedModel exports, checked against Keras."""
+"""Tests for keras_transfer.deploy.export: LiteRT and SavedModel exports, checked against Keras."""
 
 import doctest
 import os
@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import keras_transfer as kt
-from keras_transfer import export as ex
-from keras_transfer import litert
+from keras_transfer.deploy import export as ex
+from keras_transfer.deploy import litert
 from helpers import image_dataset, tiny_classifier
 
 VOCABULARY = 50

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.freezing: selecting, freezing, unfreezing, recompiling."""
+"""Tests for keras_transfer.finetune.freezing: selecting, freezing, unfreezing, recompiling."""
 
 import keras
 import numpy as np

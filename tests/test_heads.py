@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.heads.Head: layers, activations, losses, metrics, validation."""
+"""Tests for keras_transfer.models.heads.Head: layers, activations, losses, metrics, validation."""
 
 import keras
 import numpy as np

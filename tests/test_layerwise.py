@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.blocks (layer blocks) and keras_transfer.layerwise (discriminative rates)."""
+"""Tests for keras_transfer.finetune.layer_blocks (layer blocks) and keras_transfer.finetune.layerwise (discriminative rates)."""
 
 import warnings
 
@@ -8,8 +8,8 @@ import pytest
 
 import keras_transfer as kt
 from helpers import tiny_bert
-from keras_transfer.blocks import block_names, layer_blocks
-from keras_transfer.layerwise import (
+from keras_transfer.finetune.layer_blocks import block_names, layer_blocks
+from keras_transfer.finetune.layerwise import (
     LayerwiseLearningRates,
     depth_decay,
     layerwise_class,

@@ -1,4 +1,4 @@
-"""Tests of keras_transfer.optimize: QAT, pruning and clustering through the tf_keras bridge."""
+"""Tests of keras_transfer.deploy.tfmot.optimize: QAT, pruning and clustering through the tf_keras bridge."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transfer import optimize
+from keras_transfer.deploy.tfmot import optimize
 from helpers import image_dataset, tiny_classifier
 
 CLASS_NAMES = ["dark", "mid", "bright"]

@@ -1,11 +1,11 @@
-"""Tests for keras_transfer.report: measured reports on exported models."""
+"""Tests for keras_transfer.deploy.reports: measured reports on exported models."""
 
 import json
 
 import numpy as np
 
-from keras_transfer import export as ex
-from keras_transfer import report as rp
+from keras_transfer.deploy import export as ex
+from keras_transfer.deploy import reports as rp
 from helpers import image_dataset, tiny_classifier
 
 

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.schedules: warmup + cosine, one-cycle, the learning-rate range test."""
+"""Tests for keras_transfer.finetune.schedules: warmup + cosine, one-cycle, the learning-rate range test."""
 
 import doctest
 import json
@@ -13,8 +13,8 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from helpers import image_dataset, tiny_classifier
-from keras_transfer import schedules
-from keras_transfer.schedules import (
+from keras_transfer.finetune import schedules
+from keras_transfer.finetune.schedules import (
     LearningRateFinderResult,
     OneCycle,
     find_learning_rate,

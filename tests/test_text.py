@@ -81,7 +81,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_unknown_text_backbone_lists_close_names():
-    with pytest.raises(kt.backbones.UnknownBackboneError, match="Closest names: bert_base_en_uncased"):
+    with pytest.raises(kt.UnknownBackboneError, match="Closest names: bert_base_en_uncased"):
         kt.TextClassifier("bert_base_en_uncasd", num_classes=2)
 
 

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.text_data (tiny generated files, plus the real text assets)."""
+"""Tests for keras_transfer.data.text (tiny generated files, plus the real text assets)."""
 
 import os
 import sys
@@ -12,9 +12,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 import keras_transfer as kt
-from keras_transfer import data, errors, text_data
+from keras_transfer import data
+from keras_transfer import errors
+from keras_transfer.data import text as text_data
 from keras_transfer.data import DataError
-from keras_transfer.text_data import TextCleaner
+from keras_transfer.data.text import TextCleaner
 
 # --------------------------------------------------------------------------
 # Helpers.

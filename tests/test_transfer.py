@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.transfer: weight transfer and feature extraction."""
+"""Tests for keras_transfer.finetune.weight_transfer: weight transfer and feature extraction."""
 
 import keras
 import numpy as np

@@ -1,7 +1,7 @@
 """Quantization-aware training, pruning and weight clustering with TF-MOT.
 
 TensorFlow Model Optimization only takes tf_keras models, so each function
-bridges the Keras 3 model first (`keras_transfer.bridge.to_tf_keras`: one
+bridges the Keras 3 model first (`keras_transfer.deploy.tfmot.bridge.to_tf_keras`: one
 flat tf_keras model, inference-mode BatchNormalization folded into the layer
 before it), applies TF-MOT, fine-tunes, and returns an `OptimizedModel` that
 exports to LiteRT:
@@ -22,16 +22,16 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer import files
-from keras_transfer.bridge import check_model, tf_keras, tfmot, to_tf_keras
-from keras_transfer.export import (
+from keras_transfer import atomic_files as files
+from keras_transfer.deploy.tfmot.bridge import check_model, tf_keras, tfmot, to_tf_keras
+from keras_transfer.deploy.export import (
     Quantization,
     check_export,
     export_metadata,
     metadata_path,
     refuse_to_overwrite,
 )
-from keras_transfer.heads import Head
+from keras_transfer.models.heads import Head
 
 METHODS = ("quantization_aware", "prune", "cluster")
 # Layers whose kernels TF-MOT prunes and clusters (its registries leave
@@ -53,7 +53,7 @@ class OptimizedModel:
         class_names: the Keras 3 model's class names, or None.
         sparsity: fraction of zero weights among the prunable kernels.
         unique_values: `{layer: distinct values in its kernel}` after clustering.
-        bridge: the `keras_transfer.bridge.Bridge` the model was built from.
+        bridge: the `keras_transfer.deploy.tfmot.bridge.Bridge` the model was built from.
     """
 
     model: Any
@@ -112,7 +112,7 @@ class OptimizedModel:
         return path
 
     def check(self, path, data, **options):
-        """`keras_transfer.export.check_export` of the LiteRT file at `path` against this model."""
+        """`keras_transfer.deploy.export.check_export` of the LiteRT file at `path` against this model."""
         return check_export(path, self.model, data, head=self.head, **options)
 
 
@@ -441,7 +441,7 @@ def _has_kernel(layer):
 
 
 def _is_preprocessing(layer):
-    from keras_transfer.backbones import BackbonePreprocessing
+    from keras_transfer.models.backbones import BackbonePreprocessing
 
     return isinstance(layer._keras_transfer_source[0], BackbonePreprocessing)
 

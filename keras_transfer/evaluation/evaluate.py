@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn import metrics as skmetrics
 
-from keras_transfer.heads import TASKS
+from keras_transfer.models.heads import TASKS
 
 # Beyond this many classes the text confusion matrix is too wide to read.
 _MAX_TEXT_MATRIX_CLASSES = 30

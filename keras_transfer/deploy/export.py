@@ -28,8 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer import files, litert
-
+from keras_transfer import atomic_files as files
+from keras_transfer.deploy import litert
 FORMATS = ("tflite", "saved_model")
 QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8")
 IO_DTYPES = ("float32", "int8", "uint8")

@@ -32,8 +32,8 @@ import math
 
 import keras
 
-from keras_transfer.blocks import layer_blocks
-from keras_transfer.training import make_optimizer
+from keras_transfer.finetune.layer_blocks import layer_blocks
+from keras_transfer.finetune.optimizers import make_optimizer
 
 # The one name every layer-wise optimizer is saved under; `from_config` reads the
 # class it extends from the config, so any saved optimizer loads again.
@@ -194,7 +194,7 @@ def layerwise_learning_rates(optimizer, model, multipliers):
 
     Args:
         optimizer: a `keras.optimizers.Optimizer` (copied; it is not changed),
-            or a name `keras_transfer.training.make_optimizer` knows (`"adam"`).
+            or a name `keras_transfer.finetune.training.make_optimizer` knows (`"adam"`).
         model: the model whose layers `multipliers` names.
         multipliers: `{layer or layer name: factor}`, factors >= 0; names are
             looked up in nested models too. A layer given inside another one
@@ -234,7 +234,7 @@ def depth_decay(model, decay=0.5, *, blocks=None, backbone=None):
         model: a `TransferModel` (its `.backbone` is used) or any model.
         decay: factor between neighbouring blocks, in (0, 1].
         blocks: the backbone's blocks, bottom to top; by default
-            `keras_transfer.blocks.layer_blocks(backbone)`.
+            `keras_transfer.finetune.layer_blocks.layer_blocks(backbone)`.
         backbone: the part of `model` to decay; by default `model.backbone`
             where there is one, else `model` itself.
 

@@ -1,8 +1,8 @@
 """Layer blocks: a backbone's layers grouped into the units that fine-tuning moves together.
 
-Progressive unfreezing (`keras_transfer.callbacks.ProgressiveUnfreezing`) opens
+Progressive unfreezing (`keras_transfer.finetune.progressive.ProgressiveUnfreezing`) opens
 a backbone one block at a time from the top, and discriminative learning rates
-(`keras_transfer.layerwise.depth_decay`) give each block its own rate. Both
+(`keras_transfer.finetune.layerwise.depth_decay`) give each block its own rate. Both
 need the same answer to "which layers belong together", read here from the
 layer names of Keras Applications and keras-hub:
 

@@ -27,7 +27,7 @@ import os
 import keras
 import numpy as np
 
-from keras_transfer.backbones import BackbonePreprocessing
+from keras_transfer.models.backbones import BackbonePreprocessing
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 
@@ -228,7 +228,7 @@ def _refuse_unsupported(model):
             + "\n  ".join(problems)
             + "\nReplace them with built-in Keras layers (or keras_transfer's "
             "BackbonePreprocessing), merge LoRA adapters first (model.merge_lora()), "
-            "or optimize the model with keras_transfer.export quantization instead."
+            "or optimize the model with keras_transfer.deploy.export quantization instead."
         )
 
 
@@ -541,7 +541,7 @@ def _compare(model, bridged, check_data, seed):
 
 
 def _check_inputs(model, check_data, seed, num_examples=8):
-    from keras_transfer.export import collect_examples
+    from keras_transfer.deploy.export import collect_examples
 
     if check_data is not None:
         x, _ = collect_examples(check_data, max_examples=64)

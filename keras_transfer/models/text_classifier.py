@@ -14,10 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer import data as data_lib
-from keras_transfer import files
-from keras_transfer.backbones import PRETRAINED, build_text_backbone
-from keras_transfer.heads import Head
-from keras_transfer.task import TransferModel, resolve_head
+from keras_transfer import atomic_files as files
+from keras_transfer.models.backbones import PRETRAINED, build_text_backbone
+from keras_transfer.finetune.recipes import TEXT_RECIPE
+from keras_transfer.models.heads import Head
+from keras_transfer.models.transfer_model import TransferModel, resolve_head
 
 POOLINGS = ("auto", "pooled", "cls", "mean", "max")
 # keras-hub's name for the [CLS] pooler of BERT, ALBERT, ELECTRA and FNet.
@@ -83,14 +84,7 @@ class TextClassifier(TransferModel):
     >>> model.fine_tune(["great film", "dull"], [1, 0])  # doctest: +SKIP
     """
 
-    # Transformers fine-tune with Adam at small rates (BERT's paper: 2e-5 to 5e-5).
-    FINE_TUNE_DEFAULTS = dict(
-        unfreeze="all",
-        optimizer="adam",
-        finetune_optimizer="adam",
-        head_learning_rate=1e-3,
-        finetune_learning_rate=5e-5,
-    )
+    RECIPE = TEXT_RECIPE
 
     def __init__(
         self,

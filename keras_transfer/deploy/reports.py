@@ -15,8 +15,9 @@ from typing import Optional
 
 import numpy as np
 
-from keras_transfer import files, litert
-from keras_transfer.export import check_export, collect_examples
+from keras_transfer import atomic_files as files
+from keras_transfer.deploy import litert
+from keras_transfer.deploy.export import check_export, collect_examples
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from keras_transfer.heads import Head
+from keras_transfer.models.heads import Head
 
 
 def interpreter_class():

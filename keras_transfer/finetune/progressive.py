@@ -3,7 +3,7 @@
 ULMFiT and fastai unfreeze a pretrained network from the top, one layer group
 per epoch, so that the new head settles before the features below it move.
 `ProgressiveUnfreezing` does that inside one `model.fit`, with the blocks of
-`keras_transfer.blocks.layer_blocks`. Three Keras details make it work:
+`keras_transfer.finetune.layer_blocks.layer_blocks`. Three Keras details make it work:
 
 - A change of `trainable` reaches training only through a new train function:
   Keras 3's `fit` calls `self.train_function(...)` every step, a `tf.function`
@@ -15,7 +15,7 @@ per epoch, so that the new head settles before the features below it move.
   schedule will open: layers that already train keep their slots, and newly
   opened layers start from fresh (zero) slots when their turn comes.
 - BatchNormalization layers stay frozen, in inference mode, throughout
-  (`keras_transfer.freezing.unfreeze`), so their moving statistics keep the
+  (`keras_transfer.finetune.freezing.unfreeze`), so their moving statistics keep the
   pretrained values.
 """
 
@@ -24,8 +24,8 @@ import contextlib
 
 import keras
 
-from keras_transfer.blocks import layer_blocks
-from keras_transfer.freezing import freeze, unfreeze
+from keras_transfer.finetune.layer_blocks import layer_blocks
+from keras_transfer.finetune.freezing import freeze, unfreeze
 
 
 class ProgressiveUnfreezing(keras.callbacks.Callback):
@@ -61,7 +61,7 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
     correction no longer damps their first updates: for steady gradients they
     run at a few times the learning rate over their first hundred or so steps,
     as RMSprop's first steps do. A lower rate for the lower blocks
-    (`keras_transfer.layerwise.depth_decay`) tempers that.
+    (`keras_transfer.finetune.layerwise.depth_decay`) tempers that.
 
     Args:
         blocks_per_epoch: blocks unfrozen per epoch (default 1); not with `schedule`.

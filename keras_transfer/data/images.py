@@ -1,7 +1,7 @@
 """Datasets for transfer learning: image folders, numpy arrays and TFDS.
 
 The text loaders (`text_file`, `from_texts`, `from_pandas`, `from_tfds_text`,
-`TextCleaner`, `choose_sequence_length`) live in `keras_transfer.text_data`
+`TextCleaner`, `choose_sequence_length`) live in `keras_transfer.data.text`
 and are re-exported here.
 
 Every loader returns `tf.data.Dataset` objects that yield batches
@@ -20,19 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.augment import augmentation
+from keras_transfer.data.augmentation import augmentation
 from keras_transfer.errors import DataError
 from keras_transfer.errors import check_class_count as _check_class_count
 from keras_transfer.errors import check_split_range as _check_split_range
 from keras_transfer.errors import check_split_size as _check_split_size
-from keras_transfer.text_data import (  # noqa: F401  (re-exported as kt.data.*)
-    TextCleaner,
-    choose_sequence_length,
-    from_pandas,
-    from_texts,
-    from_tfds_text,
-    text_file,
-)
 
 # The extensions keras.utils.image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -291,7 +283,7 @@ def image_folder(
             used as validation data. Not together with `validation_split`.
         seed: Seed for shuffling, the split and preset augmentation.
         shuffle: Whether to shuffle the training data every epoch.
-        augment: Preset name (see `keras_transfer.augment`), a Keras layer,
+        augment: Preset name (see `keras_transfer.data.augmentation`), a Keras layer,
             or None. Applied to the training data only.
         cache: True caches decoded, resized images in memory; a string is a
             cache file path prefix (`_train` / `_validation` is appended).

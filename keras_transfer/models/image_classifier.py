@@ -4,9 +4,9 @@ import keras
 import numpy as np
 
 from keras_transfer import data as data_lib
-from keras_transfer.backbones import BackbonePreprocessing, build_backbone
-from keras_transfer.heads import Head
-from keras_transfer.task import TransferModel, resolve_head
+from keras_transfer.models.backbones import BackbonePreprocessing, build_backbone
+from keras_transfer.models.heads import Head
+from keras_transfer.models.transfer_model import TransferModel, resolve_head
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")

@@ -326,7 +326,7 @@ def main(argv=None):
 def _backbones(args):
     if args.text:
         return _text_backbones(args)
-    from keras_transfer.backbones import list_backbones
+    from keras_transfer.models.backbones import list_backbones
 
     specs = list_backbones(args.family)
     if not specs:
@@ -343,7 +343,7 @@ def _backbones(args):
 def _text_backbones(args):
     import textwrap
 
-    from keras_transfer.backbones import TEXT_BACKBONES, list_text_backbones
+    from keras_transfer.models.backbones import TEXT_BACKBONES, list_text_backbones
 
     families = list_text_backbones(args.family)
     if not families:
@@ -374,7 +374,7 @@ def _check_output_dir(path, overwrite):
 
 
 def _bad_input_errors():
-    from keras_transfer.backbones import UnknownBackboneError
+    from keras_transfer.models.backbones import UnknownBackboneError
     from keras_transfer.data import DataError
 
     return (DataError, UnknownBackboneError, ValueError, FileNotFoundError)
@@ -384,9 +384,11 @@ def _train(args):
     _check_output_dir(args.output, args.overwrite)
     import keras
 
-    from keras_transfer import data, evaluation, files
-    from keras_transfer.backbones import default_image_size
-    from keras_transfer.image_classifier import ImageClassifier
+    from keras_transfer import data
+    from keras_transfer import evaluation
+    from keras_transfer import atomic_files as files
+    from keras_transfer.models.backbones import default_image_size
+    from keras_transfer.models.image_classifier import ImageClassifier
 
     keras.utils.set_random_seed(args.seed)
     try:
@@ -408,7 +410,7 @@ def _train(args):
     start = time.perf_counter()
     head_lr, finder = args.head_lr, None
     if args.lr_find:
-        from keras_transfer.schedules import find_learning_rate
+        from keras_transfer.finetune.schedules import find_learning_rate
 
         model.freeze_backbone()
         model.compile(args.optimizer, learning_rate=args.head_lr)
@@ -416,7 +418,7 @@ def _train(args):
         head_lr = finder.suggestion
         print(f"LR finder suggests a head learning rate of {head_lr:.2e}.")
     if args.progressive:
-        from keras_transfer.callbacks import ProgressiveUnfreezing
+        from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 
         unfreeze = ProgressiveUnfreezing(blocks_per_epoch=args.progressive)
     else:
@@ -524,9 +526,11 @@ def _train_text(args):
     _check_output_dir(args.output, args.overwrite)
     import keras
 
-    from keras_transfer import evaluation, files, text_data
-    from keras_transfer.backbones import PRETRAINED
-    from keras_transfer.text import TextClassifier
+    from keras_transfer import evaluation
+    from keras_transfer import atomic_files as files
+    from keras_transfer.data import text as text_data
+    from keras_transfer.models.backbones import PRETRAINED
+    from keras_transfer.models.text_classifier import TextClassifier
 
     keras.utils.set_random_seed(args.seed)
     learning_rate = args.lr or TEXT_LEARNING_RATES[strategy]
@@ -658,8 +662,7 @@ def _load_model(path):
 
 
 def _load_tflite(path):
-    from keras_transfer import litert
-
+    from keras_transfer.deploy import litert
     if not os.path.isfile(path):
         raise CommandError(f"no model file at {path!r}.")
     model = litert.LiteRTModel(path)
@@ -677,14 +680,13 @@ def _load_tflite(path):
 
 
 def _is_text_model(model):
-    from keras_transfer.text import TextClassifier
+    from keras_transfer.models.text_classifier import TextClassifier
 
     return isinstance(model, TextClassifier)
 
 
 def _evaluate(args):
     from keras_transfer import evaluation
-
     model = _load_tflite(args.model) if args.model.endswith(".tflite") else _load_model(args.model)
     # The model's classes fix the label order; labels it does not know fail here.
     dataset = _labelled_data(model, args.data, args, "DATA")
@@ -699,8 +701,8 @@ def _labelled_data(model, path, args, option, shuffle=False, seed=1337):
     """Images (one sub-folder per class) or, for a text model, a CSV/TSV file, in the model's classes.
 
     `option` names the argument in error messages."""
-    from keras_transfer import data, text_data
-
+    from keras_transfer import data
+    from keras_transfer.data import text as text_data
     try:
         if _is_text_model(model):
             return text_data.text_file(path, class_names=model.class_names, shuffle=False,
@@ -729,8 +731,7 @@ def _export(args):
         raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
     if os.path.lexists(args.output) and not args.overwrite:
         raise CommandError(f"--output {args.output!r} exists; pass --overwrite to replace it.")
-    from keras_transfer import export as export_lib
-
+    from keras_transfer.deploy import export as export_lib
     model = _load_model(args.model)
     eval_data = args.eval_data and _labelled_data(model, args.eval_data, args, "--eval-data")
     representative = args.representative_data and _labelled_data(
@@ -785,8 +786,10 @@ def _optimize(args):
     _check_output_dir(args.output, args.overwrite)
     import keras
 
-    from keras_transfer import evaluation, files, optimize, report as report_lib
-
+    from keras_transfer import evaluation
+    from keras_transfer import atomic_files as files
+    from keras_transfer.deploy.tfmot import optimize
+    from keras_transfer.deploy import reports as report_lib
     keras.utils.set_random_seed(args.seed)
     model = _load_model(args.model)
     if _is_text_model(model):
@@ -896,7 +899,7 @@ def _predict(args):
 
 
 def _predict_text(model, sentences, args):
-    from keras_transfer.text_data import TextCleaner
+    from keras_transfer.data.text import TextCleaner
 
     texts = TextCleaner(args.clean)(sentences) if args.clean else sentences
     indices, probabilities = model.predict_classes(texts)

@@ -6,22 +6,15 @@ transfer-learning questions: compile with the head's loss, freeze and unfreeze
 the backbone, two-phase fine-tuning, LoRA, class predictions.
 """
 
-import os
-import time
-
 import keras
 import numpy as np
 
 from keras_transfer import data as data_lib
-from keras_transfer.callbacks import ProgressiveUnfreezing
-from keras_transfer.feature_cache import FeatureCache
-from keras_transfer.layerwise import depth_decay, layerwise_learning_rates
-from keras_transfer.schedules import OneCycle, warmup_cosine
-from keras_transfer.heads import Head
-from keras_transfer.freezing import freeze, parameter_counts, recompile, unfreeze
-from keras_transfer.training import FineTuneHistory, make_optimizer, phase_callbacks
-
-SCHEDULES = ("one_cycle", "warmup_cosine")
+from keras_transfer.finetune import two_phase
+from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, unfreeze
+from keras_transfer.finetune.optimizers import make_optimizer
+from keras_transfer.finetune.recipes import IMAGE_RECIPE
+from keras_transfer.models.heads import Head
 
 # Layers keras-hub and the Keras guides put LoRA on: the attention projections.
 DEFAULT_LORA_TARGETS = ("query_dense", "value_dense", "query", "value")
@@ -31,18 +24,11 @@ class TransferModel(keras.Model):
     """Base class of the keras_transfer tasks; subclasses build the graph.
 
     Subclasses set `self.backbone`, `self.head` and `self.class_names` after
-    building their functional graph, and may change `FINE_TUNE_DEFAULTS`.
+    building their functional graph, and may change `RECIPE`.
     """
 
-    # The recipe of the Keras transfer-learning guide: Adam for the head, then
-    # RMSprop at a 100x lower rate on the top 30% of the backbone.
-    FINE_TUNE_DEFAULTS = dict(
-        unfreeze=0.3,
-        optimizer="adam",
-        finetune_optimizer="rmsprop",
-        head_learning_rate=1e-3,
-        finetune_learning_rate=1e-5,
-    )
+    # What `fine_tune` does when given no recipe.
+    RECIPE = IMAGE_RECIPE
 
     # --- compiling -------------------------------------------------------
 
@@ -76,7 +62,7 @@ class TransferModel(keras.Model):
     def freeze_backbone(self, **selector):
         """Freezes the backbone (or the selected layers of it) and recompiles.
 
-        Takes the selectors of `keras_transfer.freezing.select_layers`: `top`,
+        Takes the selectors of `keras_transfer.finetune.freezing.select_layers`: `top`,
         `names`, `up_to`, `from_layer`.
         """
         frozen = freeze(self.backbone, **selector)
@@ -145,11 +131,12 @@ class TransferModel(keras.Model):
             )
         for layer in adaptable:
             layer.enable_lora(rank, lora_alpha=alpha)
-        self._train_lora_only()
+        self.train_lora_only()
         self._recompile()
         return [layer.name for layer in adaptable]
 
-    def _train_lora_only(self):
+    def train_lora_only(self):
+        """Trains the LoRA adapters and the head; everything else in the backbone is frozen."""
         # A trainable flag cascades to sublayers and variables, so set the
         # whole backbone first, then open the adapted layers, then close their
         # base kernels again (what Keras's own enable_lora does).
@@ -189,148 +176,38 @@ class TransferModel(keras.Model):
 
     # --- training --------------------------------------------------------
 
-    def fine_tune(
-        self,
-        train,
-        validation_data=None,
-        *,
-        head_epochs=5,
-        finetune_epochs=5,
-        unfreeze=None,
-        optimizer=None,
-        finetune_optimizer=None,
-        head_learning_rate=None,
-        finetune_learning_rate=None,
-        early_stopping=None,
-        checkpoint_dir=None,
-        callbacks=(),
-        batch_size=None,
-        cache_features=False,
-        cached_copies=1,
-        schedule=None,
-        layer_decay=None,
-        verbose="auto",
-    ):
+    def fine_tune(self, train, validation_data=None, recipe=None, *, checkpoint_dir=None, callbacks=(),
+                  batch_size=None, verbose="auto", **options):
         """Trains the head on a frozen backbone, then fine-tunes the top of the backbone.
 
         The two-phase recipe of the Keras transfer-learning guide, with the
         details done for you: BatchNormalization stays in inference mode, the
         model is recompiled after every change of `trainable`, and the second
-        phase continues the epoch count of the first. With LoRA enabled, the
-        second phase trains the adapters and the head, nothing else.
-        Defaults not given here come from the class's `FINE_TUNE_DEFAULTS`.
+        phase continues the epoch count of the first. With LoRA enabled (or a
+        recipe with a `lora_rank`), the second phase trains the adapters and
+        the head, nothing else.
 
         Args:
             train: a `tf.data.Dataset` (e.g. from `keras_transfer.data`) or an
                 `(inputs, labels)` tuple.
             validation_data: the same kinds, or None.
-            head_epochs: epochs of the frozen-backbone phase (0 to skip it).
-            finetune_epochs: epochs of the fine-tuning phase (0 to skip it).
-            unfreeze: how much of the backbone to unfreeze: a count of layers
-                from the top (int), a fraction of its layers (float), a layer
-                name (that layer and all above it), `"all"`, or a
-                `ProgressiveUnfreezing` callback, which starts the phase with
-                the backbone frozen and opens it block by block per epoch.
-            optimizer: optimizer of the head phase (`"adam"`, `"rmsprop"`,
-                `"sgd"` or an instance).
-            finetune_optimizer: optimizer of the fine-tuning phase.
-            head_learning_rate: learning rate of the head phase.
-            finetune_learning_rate: learning rate of the fine-tuning phase.
-            early_stopping: patience in epochs (restoring the best weights), or None.
+            recipe: a `keras_transfer.finetune.recipes.Recipe`; the class's
+                `RECIPE` when None.
             checkpoint_dir: folder for `best_head.keras` and `best_finetune.keras`.
             callbacks: more Keras callbacks, used in both phases (with cached
                 features the head phase runs them on `head_model()`).
             batch_size: for array inputs.
-            cache_features: run the frozen backbone over the data once and
-                train the head on its cached features (`FeatureCache`): True
-                keeps them in memory, a folder path on disk. The head phase's
-                checkpoint is then written once, at the end of the phase.
-            cached_copies: passes over `train` to cache; with augmenting data
-                each pass is another augmented copy, and epoch `e` of the head
-                phase trains on copy `e % cached_copies`.
-            schedule: None for constant learning rates, `"one_cycle"`
-                (`OneCycle`, peaking at the phase's rate) or `"warmup_cosine"`
-                (10% linear warmup to the phase's rate, then cosine decay to
-                0), one cycle per phase; needs data of known length.
-            layer_decay: discriminative learning rates for the fine-tuning
-                phase: each backbone block below the top trains at
-                `layer_decay` times the rate of the block above it
-                (`depth_decay`); the head at the full rate. None for one rate.
             verbose: Keras's `verbose` (progress bars by default).
+            **options: `Recipe` options that change the recipe for this call,
+                e.g. `head_epochs=3, unfreeze=0.5` (see `Recipe` for all);
+                `unfreeze` also takes a `ProgressiveUnfreezing` callback.
 
         Returns:
             A `FineTuneHistory` with both phases' histories and seconds.
         """
-        given = dict(unfreeze=unfreeze, optimizer=optimizer, finetune_optimizer=finetune_optimizer,
-                     head_learning_rate=head_learning_rate, finetune_learning_rate=finetune_learning_rate)
-        options = {key: self.FINE_TUNE_DEFAULTS[key] if value is None else value
-                   for key, value in given.items()}
-        self.check_data(train, validation_data)
-        progressive = options["unfreeze"] if isinstance(options["unfreeze"], ProgressiveUnfreezing) else None
-        if schedule is not None and schedule not in SCHEDULES:
-            raise ValueError(f"Unknown schedule {schedule!r}: use None, {', '.join(map(repr, SCHEDULES))}.")
-        if layer_decay is not None and not 0.0 < float(layer_decay) <= 1.0:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
-        steps_per_epoch = _steps_per_epoch(train, batch_size) if schedule else None
-        fit_kwargs = dict(
-            validation_data=_as_fit_data(validation_data),
-            batch_size=batch_size if isinstance(train, tuple) else None,
-            # A dataset shuffles itself; Keras only warns about shuffle=True there.
-            shuffle=isinstance(train, tuple),
-            verbose=verbose,
-        )
-        x, y = _split_xy(train)
-        phase_options = dict(
-            has_validation=validation_data is not None,
-            early_stopping=early_stopping,
-            checkpoint_dir=checkpoint_dir,
-        )
-        seconds = {}
-        head_history = finetune_history = None
-        uses_lora = bool(self.lora_layers)
-        if head_epochs:
-            self.freeze_backbone()
-            self.compile(options["optimizer"], learning_rate=_learning_rate(
-                options["head_learning_rate"], schedule, steps_per_epoch, head_epochs))
-            start = time.perf_counter()
-            if cache_features:
-                head_history = self._fit_head_on_cached_features(
-                    train, validation_data, epochs=head_epochs, copies=cached_copies,
-                    directory=None if cache_features is True else os.fspath(cache_features),
-                    batch_size=batch_size, callbacks=callbacks, phase_options=phase_options,
-                    seconds=seconds, verbose=verbose,
-                )
-            else:
-                head_history = self.fit(
-                    x, y, epochs=head_epochs,
-                    callbacks=[*phase_callbacks("head", **phase_options), *callbacks],
-                    **fit_kwargs,
-                )
-            seconds["head"] = time.perf_counter() - start
-        if finetune_epochs:
-            if uses_lora:
-                self._train_lora_only()
-            else:
-                # Exactly the chosen top part trains, whatever the state before.
-                freeze(self.backbone)
-                if progressive is None:
-                    self.unfreeze_backbone(**_unfreeze_selector(options["unfreeze"]))
-            self.compile(options["finetune_optimizer"], learning_rate=_learning_rate(
-                options["finetune_learning_rate"], schedule, steps_per_epoch, finetune_epochs))
-            if layer_decay is not None:
-                self.compile(layerwise_learning_rates(
-                    self.optimizer, self, depth_decay(self, float(layer_decay))))
-            # Continue the epoch count where the head phase stopped (early or not).
-            first_epoch = len(head_history.epoch) if head_history is not None else 0
-            start = time.perf_counter()
-            finetune_history = self.fit(
-                x, y, initial_epoch=first_epoch, epochs=first_epoch + finetune_epochs,
-                callbacks=[*phase_callbacks("finetune", **phase_options), *callbacks,
-                           *([progressive] if progressive is not None else [])],
-                **fit_kwargs,
-            )
-            seconds["finetune"] = time.perf_counter() - start
-        return FineTuneHistory(head_history, finetune_history, seconds)
+        recipe = (recipe or self.RECIPE).replace(**options)
+        return two_phase.fine_tune(self, train, validation_data, recipe, checkpoint_dir=checkpoint_dir,
+                                   callbacks=callbacks, batch_size=batch_size, verbose=verbose)
 
     @property
     def head_input(self):
@@ -355,42 +232,7 @@ class TransferModel(keras.Model):
         """A model from this model's inputs to the pooled features the head sees."""
         return keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
 
-    def _fit_head_on_cached_features(self, train, validation_data, *, epochs, copies, directory,
-                                     batch_size, callbacks, phase_options, seconds, verbose):
-        extractor = self.feature_extractor()
-        start = time.perf_counter()
-        train_cache = FeatureCache.compute(
-            extractor, self._labelled_dataset(train, batch_size), copies=copies,
-            directory=directory, verbose=verbose,
-        )
-        seconds["head_features"] = time.perf_counter() - start
-        validation_cache = None
-        if validation_data is not None:
-            start = time.perf_counter()
-            validation_cache = FeatureCache.compute(
-                extractor, self._labelled_dataset(validation_data, batch_size),
-                directory=directory, verbose=verbose,
-            )
-            seconds["head_validation_features"] = time.perf_counter() - start
-        head = self.head_model()
-        # The same optimizer and loss: the head's variables are this model's.
-        head.compile(optimizer=self.optimizer, loss=self.loss, metrics=self.head.metrics())
-        head_batch = batch_size or train_cache.batch_size
-        early_stopping_only = dict(phase_options, checkpoint_dir=None)
-        history = head.fit(
-            train_cache.dataset(head_batch),
-            steps_per_epoch=train_cache.steps(head_batch),
-            epochs=epochs,
-            validation_data=validation_cache.validation_dataset(head_batch) if validation_cache else None,
-            callbacks=[*phase_callbacks("head", **early_stopping_only), *callbacks],
-            shuffle=False,  # the cache shuffles itself
-            verbose=verbose,
-        )
-        if phase_options["checkpoint_dir"] is not None:
-            self.save(os.path.join(phase_options["checkpoint_dir"], "best_head.keras"))
-        return history
-
-    def _labelled_dataset(self, data, batch_size):
+    def labelled_dataset(self, data, batch_size):
         """`(model inputs, labels)` batches of a dataset or an `(inputs, labels)` tuple."""
         import tensorflow as tf
 
@@ -491,47 +333,3 @@ def resolve_head(head, num_classes, class_names):
             raise ValueError("Pass num_classes (or class_names, or a head) to size the head.")
         head = Head.multiclass(num_classes)
     return head, class_names
-
-
-def _steps_per_epoch(data, batch_size):
-    if isinstance(data, tuple):
-        return -(-len(data[1]) // (batch_size or 32))
-    steps = int(data.cardinality())
-    if steps < 0:
-        raise ValueError(
-            "A learning-rate schedule needs the number of batches per epoch, but this dataset's "
-            "length is unknown: use keras_transfer.data loaders, or "
-            "dataset.apply(tf.data.experimental.assert_cardinality(n))."
-        )
-    return steps
-
-
-def _learning_rate(peak, schedule, steps_per_epoch, epochs):
-    """A phase's learning rate: constant, or one schedule over all its steps."""
-    if schedule is None:
-        return peak
-    total_steps = max(2, steps_per_epoch * epochs)
-    if schedule == "one_cycle":
-        return OneCycle(peak, total_steps)
-    return warmup_cosine(peak, total_steps)
-
-
-def _unfreeze_selector(unfreeze):
-    if unfreeze == "all":
-        return {}
-    if isinstance(unfreeze, str):
-        return {"from_layer": unfreeze}
-    return {"top": unfreeze}
-
-
-def _split_xy(data):
-    if isinstance(data, tuple):
-        inputs, labels = data
-        return np.asarray(inputs), np.asarray(labels)
-    return data, None
-
-
-def _as_fit_data(data):
-    if isinstance(data, tuple):
-        return tuple(np.asarray(part) for part in data)
-    return data

@@ -27,8 +27,7 @@ from keras import ops
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_transfer import files
-
+from keras_transfer import atomic_files as files
 # --- warmup + cosine decay ------------------------------------------------------
 
 

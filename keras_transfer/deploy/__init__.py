@@ -1,0 +1,1 @@
+"""Getting a trained model onto a device: quantization, TFLite/SavedModel export, LiteRT, reports."""

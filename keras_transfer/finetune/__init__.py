@@ -1,0 +1,1 @@
+"""How a pretrained model learns a new task: freezing, phases, schedules, caching, weight transfer."""

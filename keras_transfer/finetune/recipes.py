@@ -1,0 +1,173 @@
+"""Fine-tuning recipes: every option of a training run and its default, defined once.
+
+A `Recipe` is plain data (in the manner of MediaPipe Model Maker's `HParams`):
+`fine_tune`, `create`, the command line, the benchmarks and the tutorials all
+read their defaults from the recipes here, and `recipe.replace(...)` changes a
+few options of one without restating the rest. This module imports no
+TensorFlow, so the command line can show the defaults in `--help` quickly.
+
+>>> IMAGE_RECIPE.finetune_learning_rate
+1e-05
+>>> text_recipe("lora", epochs=2).finetune_epochs
+2
+"""
+
+import dataclasses
+import numbers
+from typing import Optional, Union
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("one_cycle", "warmup_cosine")
+# What trains in a text recipe: the whole network, the head alone on the
+# frozen backbone, or LoRA adapters and the head.
+TEXT_RECIPE_NAMES = ("full", "frozen", "lora")
+DEFAULT_LORA_RANK = 8
+
+
+def _check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_unfreeze(unfreeze):
+    if isinstance(unfreeze, bool):
+        raise ValueError(f"unfreeze must be a count, a fraction, a layer name or 'all', not {unfreeze!r}.")
+    if isinstance(unfreeze, numbers.Integral) and unfreeze < 0:
+        raise ValueError(f"unfreeze={unfreeze}: give a count of layers >= 0 from the top.")
+    if isinstance(unfreeze, float) and not 0.0 < unfreeze <= 1.0:
+        raise ValueError(f"unfreeze={unfreeze}: a fraction of the backbone's layers must be in (0, 1].")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Two-phase fine-tuning: a head on the frozen backbone, then the top of the backbone.
+
+    Attributes:
+        head_epochs: epochs of the frozen-backbone phase (0 skips it).
+        finetune_epochs: epochs of the fine-tuning phase (0 skips it).
+        unfreeze: how much of the backbone fine-tunes: a count of layers from
+            the top (int), a fraction of its layers (float in (0, 1]), a layer
+            name (that layer and all above it) or `"all"`. `fine_tune` also
+            takes a `ProgressiveUnfreezing` callback here.
+        optimizer: optimizer of the head phase (a name or an instance).
+        finetune_optimizer: optimizer of the fine-tuning phase.
+        head_learning_rate: learning rate of the head phase.
+        finetune_learning_rate: learning rate of the fine-tuning phase.
+        schedule: None for constant rates, `"one_cycle"` or `"warmup_cosine"`
+            (one cycle per phase, peaking at the phase's rate).
+        layer_decay: in (0, 1]: each backbone block below the top fine-tunes
+            at this times the rate of the block above it; None for one rate.
+        early_stopping: patience in epochs (restoring the best weights), or None.
+        cache_features: train the head phase on the frozen backbone's features,
+            computed once: True in memory, or a folder for an on-disk cache.
+        cached_copies: augmented passes over the data to cache.
+        lora_rank: with a rank, the fine-tuning phase trains LoRA adapters of
+            this rank (and the head) instead of the backbone's weights.
+    """
+
+    head_epochs: int = 5
+    finetune_epochs: int = 5
+    unfreeze: Union[int, float, str, object] = 0.3
+    optimizer: Union[str, object] = "adam"
+    finetune_optimizer: Union[str, object] = "rmsprop"
+    head_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-5
+    schedule: Optional[str] = None
+    layer_decay: Optional[float] = None
+    early_stopping: Optional[int] = None
+    cache_features: Union[bool, str] = False
+    cached_copies: int = 1
+    lora_rank: Optional[int] = None
+
+    def __post_init__(self):
+        for name in ("head_epochs", "finetune_epochs"):
+            _check_count(name, getattr(self, name), minimum=0)
+        _check_count("cached_copies", self.cached_copies, minimum=1)
+        for name in ("head_learning_rate", "finetune_learning_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        for name in ("optimizer", "finetune_optimizer"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lower() not in OPTIMIZERS:
+                raise ValueError(f"Unknown {name} {value!r}: use one of {', '.join(OPTIMIZERS)} "
+                                 "or a keras.optimizers.Optimizer.")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}: use None, {', '.join(map(repr, SCHEDULES))}.")
+        if self.layer_decay is not None and not 0.0 < float(self.layer_decay) <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}.")
+        if self.early_stopping is not None:
+            _check_count("early_stopping", self.early_stopping, minimum=1)
+        if self.lora_rank is not None:
+            _check_count("lora_rank", self.lora_rank, minimum=1)
+        _check_unfreeze(self.unfreeze)
+
+    def replace(self, **changes):
+        """A copy with `changes`; options given as None keep this recipe's value."""
+        unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"Unknown recipe options {unknown}: the options are "
+                            f"{', '.join(field.name for field in dataclasses.fields(self))}.")
+        return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def to_dict(self):
+        """The options as JSON-friendly values (optimizer instances by class name)."""
+        return {key: value if value is None or isinstance(value, (bool, int, float, str)) else type(value).__name__
+                for key, value in dataclasses.asdict(self).items()}
+
+
+# The recipe of the Keras transfer-learning guide: Adam on the head, then
+# RMSprop at a 100x lower rate on the top 30% of the backbone.
+IMAGE_RECIPE = Recipe()
+
+# Transformers fine-tune with Adam at small rates (BERT's paper: 2e-5 to 5e-5):
+# `TextClassifier.fine_tune`'s default, a head phase and then the whole network.
+TEXT_RECIPE = Recipe(unfreeze="all", optimizer="adam", finetune_optimizer="adam",
+                     head_learning_rate=1e-3, finetune_learning_rate=5e-5)
+
+# The named text recipes; `epochs` counts the phase that gives each its name.
+# Rates: the top of BERT's range for the whole network, the head rate for a
+# head alone, and a higher rate for LoRA adapters, which start at zero and
+# need it to move in a few epochs.
+TEXT_RECIPES = {
+    "full": TEXT_RECIPE.replace(head_epochs=0, finetune_epochs=3),
+    "frozen": TEXT_RECIPE.replace(head_epochs=3, finetune_epochs=0),
+    "lora": TEXT_RECIPE.replace(head_epochs=0, finetune_epochs=3, finetune_learning_rate=2e-3,
+                                lora_rank=DEFAULT_LORA_RANK),
+}
+
+
+def text_recipe(name="full", *, epochs=None, learning_rate=None, head_epochs=None, lora_rank=None, **changes):
+    """One of `TEXT_RECIPES`, with its main phase's epochs and rate changed.
+
+    Args:
+        name: `"full"` (the whole network), `"frozen"` (the head alone on the
+            frozen backbone) or `"lora"` (LoRA adapters and the head).
+        epochs: epochs of the recipe's own phase (the head phase of `frozen`,
+            the fine-tuning phase of the others).
+        learning_rate: learning rate of that phase.
+        head_epochs: `full` and `lora`: epochs of a head-only warm-up first.
+        lora_rank: `lora`: the adapters' rank.
+        **changes: any other `Recipe` option.
+    """
+    if name not in TEXT_RECIPES:
+        raise ValueError(f"Unknown text recipe {name!r}: use one of {', '.join(TEXT_RECIPE_NAMES)}.")
+    if lora_rank is not None and name != "lora":
+        raise ValueError(f"lora_rank trains LoRA adapters, which the {name!r} recipe does not: "
+                         "drop lora_rank, or use the 'lora' recipe.")
+    if head_epochs is not None and name == "frozen":
+        raise ValueError("head_epochs is a warm-up before full or LoRA training; the 'frozen' recipe "
+                         "trains only the head, for `epochs` epochs: drop head_epochs.")
+    recipe = TEXT_RECIPES[name]
+    if name == "frozen":
+        main = dict(head_epochs=epochs, head_learning_rate=learning_rate)
+    else:
+        main = dict(finetune_epochs=epochs, finetune_learning_rate=learning_rate, head_epochs=head_epochs)
+    return recipe.replace(**main, lora_rank=lora_rank, **changes)
+
+
+def text_recipe_name(recipe):
+    """`"full"`, `"frozen"` or `"lora"`: what trains under a text recipe."""
+    if recipe.lora_rank:
+        return "lora"
+    return "frozen" if not recipe.finetune_epochs else "full"
