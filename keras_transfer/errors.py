@@ -1,12 +1,16 @@
-"""The data error and the checks shared by the image and text loaders.
-
-Kept apart from `keras_transfer.data` so that `text_data` can use them
-without importing `data` (which imports `text_data`).
-"""
+"""Every exception keras_transfer raises on purpose; each message says what is wrong and how to fix it."""
 
 
 class DataError(ValueError):
-    """Bad input data; the message says what is wrong and how to fix it."""
+    """Bad input data."""
+
+
+class UnknownBackboneError(ValueError):
+    """A backbone name that is neither in the registry nor a keras-hub preset or folder."""
+
+
+class UnsupportedLayerError(ValueError):
+    """The model holds layers that have no tf_keras twin; the message lists them all."""
 
 
 def check_split_range(validation_split):

@@ -13,6 +13,8 @@ import re
 
 import keras
 
+from keras_transfer.errors import UnknownBackboneError
+
 IMAGENET = "imagenet"
 
 
@@ -131,10 +133,6 @@ _ALIASES = {
     **{_normalize(spec.name): spec.name for spec in BACKBONES.values()},
     **{_normalize(spec.constructor): spec.name for spec in BACKBONES.values()},
 }
-
-
-class UnknownBackboneError(ValueError):
-    pass
 
 
 def list_backbones(family=None):

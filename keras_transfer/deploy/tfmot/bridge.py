@@ -27,6 +27,7 @@ import os
 import keras
 import numpy as np
 
+from keras_transfer.errors import UnsupportedLayerError
 from keras_transfer.models.backbones import BackbonePreprocessing
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
@@ -94,10 +95,6 @@ def _preprocessing_layer_class():
 
 # --------------------------------------------------------------------------
 # The bridge.
-
-
-class UnsupportedLayerError(ValueError):
-    """The model holds layers that have no tf_keras twin; the message lists them all."""
 
 
 @dataclasses.dataclass
