@@ -7,7 +7,7 @@ cats_and_dogs_filtered data (2,000 training, 1,000 validation images):
   written in plain Keras: 160 px, RandomFlip + RandomRotation(0.2), 10 epochs of the head
   (Adam 1e-4) on the frozen base, then 10 epochs fine-tuning from layer 100 on
   (RMSprop 1e-5), validating after every epoch.
-- `keras_transfer`: `ImageClassifier.fine_tune(cache_features=True)` at 224 px (the
+- `keras_transfer`: `ImageClassifier.fine_tune` with `IMAGE_RECIPE.replace(cache_features=True)` at 224 px (the
   resolution the weights were trained at): the frozen backbone runs once over the
   training and validation images, then the head trains for 10 epochs on the cached
   features (Adam 1e-3); `--finetune-epochs N` adds N epochs of fine-tuning the top of
@@ -129,10 +129,10 @@ def keras_transfer_recipe(root, head_epochs=10, finetune_epochs=0, image_size=22
         image_size=image_size, batch_size=BATCH_SIZE)
     model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
                                class_names=train.class_names)
-    history = model.fine_tune(
-        train, validation, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
-        cache_features=True, head_learning_rate=1e-3, unfreeze=0.3,
-        callbacks=[EpochClock(start, "recipe", curve)], verbose=2)
+    recipe = kt.IMAGE_RECIPE.replace(head_epochs=head_epochs, finetune_epochs=finetune_epochs,
+                                     cache_features=True)
+    history = model.fine_tune(train, validation, recipe=recipe,
+                              callbacks=[EpochClock(start, "recipe", curve)], verbose=2)
     for point in curve:
         point["phase"] = "head" if point["epoch"] <= head_epochs else "finetune"
     seconds = {"total": time.perf_counter() - start, **history.seconds}
@@ -234,8 +234,10 @@ def speed_switches(root, image_size=160, images=192):
                                          cache=config.get("cache", False)).take(images // BATCH_SIZE)
             model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
                                        class_names=["cats", "dogs"])
-            model.unfreeze_backbone(top=0.3)
-            model.compile("rmsprop", learning_rate=1e-5, jit_compile=config.get("jit_compile", False))
+            # The fine-tuning phase of IMAGE_RECIPE.
+            model.unfreeze_backbone(top=kt.IMAGE_RECIPE.unfreeze)
+            model.compile(kt.IMAGE_RECIPE.finetune_optimizer, learning_rate=kt.IMAGE_RECIPE.finetune_learning_rate,
+                          jit_compile=config.get("jit_compile", False))
             start = time.perf_counter()
             model.fit(train, epochs=1, verbose=0)  # tracing / compiling, and filling the cache
             first = time.perf_counter() - start

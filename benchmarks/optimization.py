@@ -126,7 +126,7 @@ def _facts(by_name, float_accuracy, settings, environment, total_seconds):
             continue
         text = (f"{name}: {report.size_bytes / 1e6:.2f} MB ({report.size_ratio:.3f}x, gzip "
                 f"{report.compressed_size_bytes / 1e6:.2f} MB), LiteRT accuracy {report.tflite_accuracy:.4f} "
-                f"(drop vs float Keras {report.extra["accuracy_drop_vs_float32"]:+.4f}), "
+                f"(drop vs float Keras {report.extra['accuracy_drop_vs_float32']:+.4f}), "
                 f"{report.latency_ms:.2f} ms ({report.latency_ratio:.2f}x)")
         if report.extra.get("optimized_keras_accuracy") is not None:
             text += f"; its own Keras model scores {report.extra['optimized_keras_accuracy']:.4f}"

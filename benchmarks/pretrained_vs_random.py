@@ -55,11 +55,11 @@ def main():
             # statistics included, at a from-scratch learning rate, for as many epochs.
             model = kt.ImageClassifier("mobilenet_v2", weights=weights, image_size=args.image_size,
                                        class_names=train.class_names, train_batch_norm=weights is None)
-            recipe = (dict(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
-                      if weights else dict(head_epochs=0, finetune_epochs=epochs, unfreeze="all",
-                                           finetune_optimizer="adam", finetune_learning_rate=1e-3))
+            recipe = (kt.IMAGE_RECIPE.replace(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
+                      if weights else kt.IMAGE_RECIPE.replace(head_epochs=0, finetune_epochs=epochs, unfreeze="all",
+                                                              finetune_optimizer="adam", finetune_learning_rate=1e-3))
             start = time.perf_counter()
-            model.fine_tune(train, val, verbose=2, **recipe)
+            model.fine_tune(train, val, recipe=recipe, verbose=2)
             seconds = time.perf_counter() - start
             report = kt.evaluation.evaluate_model(model, val)
             results[str(weights)] = {"val_accuracy": report.accuracy, "seconds": round(seconds, 1)}

@@ -1,15 +1,17 @@
 """Frozen backbone vs. full fine-tuning vs. LoRA: all-MiniLM-L6-v2 on SST-2.
 
-Every strategy starts from the same pretrained weights and trains through
+Every text recipe (`keras_transfer.finetune.recipes.TEXT_RECIPES`, built with
+`text_recipe`) starts from the same pretrained weights and trains through
 `TextClassifier.fine_tune` on the same seeded subset of the SST-2 training
 sentences, at the same sequence length, and is scored on the whole dev set
-(872 sentences) beside the majority-class rate:
+(872 sentences) beside the majority-class rate. The options below override
+the recipes; those left out keep the recipe's value:
 
 - `frozen`: the backbone stays frozen; only the head trains
   (`--frozen-epochs`, by default `--epochs`, at `--frozen-learning-rate`:
-  a linear probe needs a larger rate than 1e-3 to converge in a few epochs).
-- `full`: optional `--head-epochs` of head warm-up, then `--epochs` with
-  every backbone weight trainable (Adam at `--full-learning-rate`).
+  a linear probe needs a larger rate than the recipe's to converge in a few epochs).
+- `full`: optional `--head-epochs` of head warm-up (at `--head-learning-rate`),
+  then `--epochs` with every backbone weight trainable (Adam at `--full-learning-rate`).
 - `lora`: the same warm-up, then `--epochs` training rank `--lora-rank`
   adapters on the attention query/value projections, and the head
   (Adam at `--lora-learning-rate`).
@@ -20,7 +22,7 @@ The defaults took about 22 minutes on 2 CPU cores shared with other jobs
 Writes `results/text_strategies.json` and `.md` beside this file.
 
     python benchmarks/text_strategies.py [--train-examples 1000] [--epochs 2]
-        [--sequence-length 64] [--strategies frozen,full,lora]
+        [--sequence-length 64] [--recipes frozen,full,lora]
 """
 
 import argparse
@@ -34,8 +36,10 @@ import numpy as np
 import tensorflow as tf
 
 import keras_transfer as kt
+from keras_transfer.finetune.recipes import TEXT_RECIPE, TEXT_RECIPES, text_recipe
 
-STRATEGIES = ("frozen", "full", "lora")
+# The recipes compared, in the table's order: the frozen backbone first, then the others by name.
+RECIPE_NAMES = tuple(sorted(TEXT_RECIPES, key=lambda name: (TEXT_RECIPES[name].finetune_epochs > 0, name)))
 CLASS_NAMES = ["negative", "positive"]
 
 
@@ -64,29 +68,26 @@ def _token_counts(tokenizer, texts):
     return np.asarray(ids.row_lengths() if isinstance(ids, tf.RaggedTensor) else [len(i) for i in ids]) + 2
 
 
-def _run(strategy, args, paths, sequence_length):
+def _recipe(name, args):
+    """The library's recipe `name`, with the options given on the command line."""
+    if name == "frozen":
+        return text_recipe("frozen", epochs=args.frozen_epochs, learning_rate=args.frozen_learning_rate)
+    return text_recipe(name, epochs=args.epochs, head_epochs=args.head_epochs,
+                       head_learning_rate=args.head_learning_rate,
+                       learning_rate=args.full_learning_rate if name == "full" else args.lora_learning_rate,
+                       lora_rank=args.lora_rank if name == "lora" else None)
+
+
+def _run(recipe, args, paths, sequence_length):
     keras.utils.set_random_seed(0)
-    # A fresh dataset per strategy: the same examples in the same order for each.
+    # A fresh dataset per recipe: the same examples in the same order for each.
     train = _load(paths["train"], max_examples=args.train_examples, batch_size=args.batch_size)
     dev = _load(paths["dev"], shuffle=False, batch_size=args.batch_size)
     start = time.perf_counter()
     model = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean",
                               sequence_length=sequence_length)
     build_seconds = time.perf_counter() - start
-    lora_layers = []
-    if strategy == "frozen":
-        recipe = dict(head_epochs=args.frozen_epochs, finetune_epochs=0,
-                      head_learning_rate=args.frozen_learning_rate)
-    elif strategy == "full":
-        recipe = dict(head_epochs=args.head_epochs, finetune_epochs=args.epochs, unfreeze="all",
-                      head_learning_rate=args.head_learning_rate,
-                      finetune_learning_rate=args.full_learning_rate)
-    else:
-        lora_layers = model.enable_lora(args.lora_rank)
-        recipe = dict(head_epochs=args.head_epochs, finetune_epochs=args.epochs,
-                      head_learning_rate=args.head_learning_rate,
-                      finetune_learning_rate=args.lora_learning_rate)
-    history = model.fine_tune(train, **recipe, verbose=2)
+    history = model.fine_tune(train, recipe=recipe, verbose=2)  # a recipe with lora_rank enables LoRA
     # Counted after training: what the last phase actually trained.
     summary = model.lora_summary()
     start = time.perf_counter()
@@ -105,19 +106,20 @@ def _run(strategy, args, paths, sequence_length):
             "build": round(build_seconds, 1),
             "evaluate": round(evaluate_seconds, 1),
         },
-        "epochs": {"head": recipe["head_epochs"], "finetune": recipe["finetune_epochs"]},
-        "learning_rates": {"head": recipe["head_learning_rate"],
-                           "finetune": recipe.get("finetune_learning_rate")},
+        "epochs": {"head": recipe.head_epochs, "finetune": recipe.finetune_epochs},
+        "learning_rates": {"head": recipe.head_learning_rate,
+                           "finetune": recipe.finetune_learning_rate if recipe.finetune_epochs else None},
         "sequence_length": model.sequence_length,
+        "recipe": recipe.to_dict(),
     }
-    if strategy == "lora":
-        result |= {"lora_rank": args.lora_rank, "lora_layers": lora_layers}
+    if recipe.lora_rank:
+        result |= {"lora_rank": recipe.lora_rank, "lora_layers": [layer.name for layer in model.lora_layers]}
     return result
 
 
 def _table(results):
     rows = [
-        "| strategy | dev accuracy | trainable params | trainable % | total params "
+        "| recipe | dev accuracy | trainable params | trainable % | total params "
         "| epochs (head + finetune) | train seconds (head + finetune) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -140,29 +142,48 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-examples", type=int, default=1000,
                         help="seeded random subset of the 67,349 training sentences")
+    # Shorter than the recipes' 3 epochs, to fit the benchmark in about 20 minutes.
     parser.add_argument("--epochs", type=int, default=2,
                         help="epochs of full fine-tuning, of LoRA and (by default) of the frozen head")
-    parser.add_argument("--head-epochs", type=int, default=0,
-                        help="head warm-up epochs on the frozen backbone before full / LoRA")
+    parser.add_argument("--head-epochs", type=int,
+                        help="head warm-up epochs on the frozen backbone before full / LoRA "
+                        f"(default: the recipes' {TEXT_RECIPES['full'].head_epochs})")
     parser.add_argument("--frozen-epochs", type=int, default=None,
-                        help="head epochs of the frozen strategy (default: --epochs)")
-    parser.add_argument("--frozen-learning-rate", type=float, default=1e-2)
+                        help="head epochs of the frozen recipe (default: --epochs)")
+    # A linear probe on mean-pooled MiniLM features needs more than the recipe's rate.
+    parser.add_argument("--frozen-learning-rate", type=float, default=1e-2,
+                        help="default: %(default)g, above the frozen recipe's "
+                        f"{TEXT_RECIPES['frozen'].head_learning_rate:g}")
     parser.add_argument("--sequence-length", type=_sequence_length, default=64,
                         help="tokens per sentence, or 'auto' (95th percentile of the training subset)")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES),
-                        help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    parser.add_argument("--recipes", "--strategies", dest="recipes", default=",".join(RECIPE_NAMES),
+                        help=f"comma-separated subset of {','.join(RECIPE_NAMES)} "
+                        "(--strategies is the old name)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--head-learning-rate", type=float, default=1e-3)
-    parser.add_argument("--full-learning-rate", type=float, default=5e-5)
-    parser.add_argument("--lora-learning-rate", type=float, default=2e-3)
-    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--head-learning-rate", type=float,
+                        help=f"of the warm-up (default: the recipes' {TEXT_RECIPE.head_learning_rate:g})")
+    parser.add_argument("--full-learning-rate", type=float,
+                        help=f"default: the full recipe's {TEXT_RECIPES['full'].finetune_learning_rate:g}")
+    parser.add_argument("--lora-learning-rate", type=float,
+                        help=f"default: the lora recipe's {TEXT_RECIPES['lora'].finetune_learning_rate:g}")
+    parser.add_argument("--lora-rank", type=int,
+                        help=f"default: the lora recipe's {TEXT_RECIPES['lora'].lora_rank}")
     args = parser.parse_args()
     if args.frozen_epochs is None:
         args.frozen_epochs = args.epochs
-    strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
-    unknown = sorted(set(strategies) - set(STRATEGIES))
+    strategies = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    unknown = sorted(set(strategies) - set(RECIPE_NAMES))
     if unknown or not strategies:
-        parser.error(f"unknown strategies {unknown}: use a comma-separated subset of {','.join(STRATEGIES)}")
+        parser.error(f"unknown recipes {unknown}: use a comma-separated subset of {','.join(RECIPE_NAMES)}")
+    try:  # bad values fail here, not after loading
+        recipes = {name: _recipe(name, args) for name in RECIPE_NAMES}
+    except ValueError as error:
+        parser.error(str(error))
+    # Record the values used, the recipes' where no option was given.
+    full, lora = recipes["full"], recipes["lora"]
+    args.head_epochs, args.head_learning_rate = full.head_epochs, full.head_learning_rate
+    args.full_learning_rate, args.lora_learning_rate = full.finetune_learning_rate, lora.finetune_learning_rate
+    args.lora_rank = lora.lora_rank
 
     assets = os.environ.get(
         "KERAS_TRANSFER_ASSETS",
@@ -192,7 +213,7 @@ def main():
     }
     for name in strategies:
         print(f"--- {name}", flush=True)
-        results["strategies"][name] = _run(name, args, paths, sequence_length)
+        results["strategies"][name] = _run(recipes[name], args, paths, sequence_length)
     results["settings"] = vars(args) | {
         "strategies": strategies,
         "sequence_length": sequence_length,

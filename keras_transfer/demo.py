@@ -20,13 +20,20 @@ import time
 import keras
 import numpy as np
 
+from keras_transfer.finetune.recipes import IMAGE_RECIPE
+from keras_transfer.finetune.weight_transfer import transfer_weights
 from keras_transfer.models.heads import Head
 from keras_transfer.models.image_classifier import ImageClassifier
-from keras_transfer.finetune.weight_transfer import transfer_weights
 
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
 _REPEATS = 4
 TARGET_DIGITS = (5, 6, 7, 8, 9)
+# Transfer: the head on the frozen transferred features, then a gentle fine-tune of everything.
+TRANSFER_RECIPE = IMAGE_RECIPE.replace(unfreeze="all", head_learning_rate=3e-3, finetune_optimizer="adam",
+                                       finetune_learning_rate=3e-4)
+# Scratch: everything trains from the start, at Adam's usual rate.
+SCRATCH_RECIPE = IMAGE_RECIPE.replace(head_epochs=0, unfreeze="all", finetune_optimizer="adam",
+                                      finetune_learning_rate=1e-3)
 
 
 def load_digits():
@@ -144,17 +151,12 @@ def run_demo(*, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_aug
         transfer = _classifier(len(TARGET_DIGITS))
         report = transfer_weights(source.backbone, transfer.backbone)
         # Head on the frozen transferred features first, then a gentle fine-tune.
-        transfer.fine_tune(
-            few_shot, head_epochs=target_epochs // 2, finetune_epochs=target_epochs // 2,
-            unfreeze="all", optimizer="adam", head_learning_rate=3e-3,
-            finetune_optimizer="adam", finetune_learning_rate=3e-4, batch_size=16, verbose=0,
-        )
+        transfer.fine_tune(few_shot, recipe=TRANSFER_RECIPE, head_epochs=target_epochs // 2,
+                           finetune_epochs=target_epochs // 2, batch_size=16, verbose=0)
         keras.utils.set_random_seed(seed)
         scratch = _classifier(len(TARGET_DIGITS))
-        scratch.fine_tune(
-            few_shot, head_epochs=0, finetune_epochs=target_epochs, unfreeze="all",
-            finetune_optimizer="adam", finetune_learning_rate=1e-3, batch_size=16, verbose=0,
-        )
+        scratch.fine_tune(few_shot, recipe=SCRATCH_RECIPE, finetune_epochs=target_epochs,
+                          batch_size=16, verbose=0)
         transfer_scores.append(_accuracy(transfer, target_x[test], target_y[test]))
         scratch_scores.append(_accuracy(scratch, target_x[test], target_y[test]))
         say(f"seed {seed}: copied {len(report.copied)} layers; target accuracy on "

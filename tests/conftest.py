@@ -84,3 +84,13 @@ def make_image_folder(tmp_path):
         return str(root)
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests (real weights, notebooks) first.
+
+    With pytest-xdist's workers they then start at once and the many short
+    tests fill in around them, instead of one worker running a notebook alone
+    at the end.
+    """
+    items.sort(key=lambda item: 0 if item.get_closest_marker("integration") else 1)

@@ -1,4 +1,8 @@
-"""Small builders shared by the keras_transfer tests: tiny backbones and data."""
+"""Shared by the keras_transfer tests: tiny backbones, models and data, and the common checks
+(`run_serialization_test`, `run_export_test`, `run_fit_test`).
+"""
+
+import os
 
 import keras
 import numpy as np
@@ -94,3 +98,73 @@ def sentiment_texts(repeats=4):
     texts = (positive + negative) * repeats
     labels = ([1] * len(positive) + [0] * len(negative)) * repeats
     return texts, np.array(labels, dtype="int32")
+
+
+# --- shared checks, in the manner of keras-hub's TestCase ---------------------
+
+
+def run_serialization_test(model, inputs, path, *, atol=1e-6, compile=True):
+    """Saves `model` to `path` (a `.keras` file), loads it, and checks what must survive.
+
+    Same class, predictions, class names, head, and the same trainable flags
+    and trainable weights (frozen stays frozen). Returns the loaded model.
+    """
+    model.save(path)
+    restored = keras.saving.load_model(path, compile=compile)
+    assert type(restored) is type(model)
+    np.testing.assert_allclose(restored.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=atol)
+    for attribute in ("class_names", "head", "image_size", "pooling", "sequence_length"):
+        if hasattr(model, attribute):
+            assert getattr(restored, attribute) == getattr(model, attribute), attribute
+    assert [w.path for w in restored.trainable_weights] == [w.path for w in model.trainable_weights]
+    if hasattr(model, "backbone"):
+        assert restored.backbone.trainable == model.backbone.trainable
+        assert {layer.name: layer.trainable for layer in restored.backbone.layers} == {
+            layer.name: layer.trainable for layer in model.backbone.layers}
+    return restored
+
+
+def run_export_test(model, inputs, path, *, quantization="none", labels=None, min_agreement=1.0, atol=None,
+                    **options):
+    """Exports `model` with `kt.export_model`, runs it in LiteRT (or TF) and checks it against Keras.
+
+    Returns the `ExportResult`.
+    """
+    check_data = inputs if labels is None else (inputs, labels)
+    result = kt.export_model(model, path, quantization=quantization, check_data=check_data, **options)
+    assert os.path.exists(result.path) and result.size_bytes > 0
+    assert os.path.isfile(result.metadata_path)
+    check = result.check
+    assert check.num_examples == len(labels if labels is not None else next(iter(_rows(inputs))))
+    if check.top1_agreement is not None:
+        assert check.top1_agreement >= min_agreement, check
+    if atol is not None:
+        assert check.max_abs_difference <= atol, check
+    return result
+
+
+def _rows(inputs):
+    return [inputs] if not isinstance(inputs, dict) else [next(iter(inputs.values()))]
+
+
+def run_fit_test(model, inputs, labels, *, batch_size=8, epochs=1):
+    """`fit` on arrays and on a batched `tf.data.Dataset` of the same examples: both train.
+
+    Returns the two histories (arrays first).
+    """
+    import tensorflow as tf
+
+    if not model.compiled:
+        model.compile()
+    before = [np.array(w) for w in model.trainable_weights]
+    on_arrays = model.fit(inputs, labels, batch_size=batch_size, epochs=epochs, verbose=0)
+    after_arrays = [np.array(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after_arrays)), "fit on arrays changed nothing"
+    texts = isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)
+    dataset = tf.data.Dataset.from_tensor_slices((list(inputs) if texts else inputs, labels)).batch(batch_size)
+    on_dataset = model.fit(dataset, epochs=epochs, verbose=0)
+    after_dataset = [np.array(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(after_arrays, after_dataset)), "fit on a dataset changed nothing"
+    for history in (on_arrays, on_dataset):
+        assert all(np.isfinite(history.history["loss"]))
+    return on_arrays, on_dataset

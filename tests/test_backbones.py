@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.models.backbones: the registry, the factory, preprocessing, keras-hub."""
+"""Tests for keras_transfer.models.image_backbones (the registry, the factory, keras-hub) and the preprocessing layer."""
 
 import os
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from keras_transfer.models import backbones
-from keras_transfer.models.backbones import BACKBONES, UnknownBackboneError, build_backbone
+from keras_transfer.models import image_backbones
+from keras_transfer.models.image_backbones import BACKBONES, UnknownBackboneError, build_backbone
 
 EXPECTED_BACKBONES = {
     "VGG": ["vgg16", "vgg19"],
@@ -134,8 +134,8 @@ def test_rectangular_image_size():
 
 
 def test_default_image_size_is_the_specs():
-    assert backbones.default_image_size("xception") == (299, 299)
-    assert backbones.default_image_size("nasnet_large") == (331, 331)
+    assert image_backbones.default_image_size("xception") == (299, 299)
+    assert image_backbones.default_image_size("nasnet_large") == (331, 331)
 
 
 def test_nasnet_imagenet_weights_need_their_exact_size():

@@ -15,6 +15,8 @@ from PIL import Image
 from helpers import sentiment_texts, tiny_bert
 from keras_transfer import cli
 from keras_transfer.cli import EXIT_BAD_INPUT, main
+from keras_transfer.cli import train_text as train_text_command
+from keras_transfer.finetune import recipes
 
 
 def _image_folder(root, classes=("cats", "dogs"), per_class=6, size=40):
@@ -303,7 +305,7 @@ def test_train_on_real_cats_and_dogs(assets_dir, tmp_path):
 TEXT_CLASSES = ["negative", "positive"]
 TEXT_REPORT_KEYS = {
     "val_accuracy", "classes", "trainable_params", "total_params", "trainable_percent", "seconds",
-    "strategy", "sequence_length", "backbone", "num_train", "num_val",
+    "recipe", "strategy", "sequence_length", "backbone", "num_train", "num_val",
 }
 
 
@@ -362,7 +364,7 @@ def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
     ]
     report = json.loads((output / "report.json").read_text())
     assert TEXT_REPORT_KEYS <= set(report)
-    assert report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
+    assert report["recipe"] == report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
     assert report["classes"] == TEXT_CLASSES
     assert report["num_train"] == 24 and report["num_val"] == 12
     assert report["backbone"] == str(text_files / "preset")
@@ -378,36 +380,37 @@ def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
     assert _last_json_line(printed[-1])["val_accuracy"] == report["val_accuracy"]
 
 
-@pytest.mark.parametrize("strategy", ["full", "frozen"])
-def test_train_text_full_and_frozen(text_files, tmp_path, strategy):
+@pytest.mark.parametrize("recipe", ["full", "frozen"])
+def test_train_text_full_and_frozen(text_files, tmp_path, recipe):
     output = tmp_path / "run"
-    if strategy == "full":
+    if recipe == "full":
         # The whole network; validation carved out of the file.
-        code = _train_text(text_files, output, "--strategy", "full", "--epochs", "1",
+        code = _train_text(text_files, output, "--recipe", "full", "--epochs", "1",
                            "--val-split", "0.25", "--sequence-length", "8")
     else:
-        # The head alone, no validation data, columns by index in a headerless TSV.
+        # The head alone, no validation data, columns by index in a headerless TSV; --strategy is
+        # the old name of --recipe.
         code = main(["train-text", str(text_files / "train.tsv"), "--text-column", "1",
                      "--label-column", "0", "--backbone", str(text_files / "preset"), "--weights", "none",
                      "--strategy", "frozen", "--epochs", "1", "--batch-size", "8", "--output", str(output)])
     assert code == 0
     report = json.loads((output / "report.json").read_text())
-    assert TEXT_REPORT_KEYS <= set(report) and report["strategy"] == strategy
+    assert TEXT_REPORT_KEYS <= set(report) and report["recipe"] == report["strategy"] == recipe
     assert report["classes"] == TEXT_CLASSES and report["lora_rank"] is None
-    if strategy == "full":
+    if recipe == "full":
         assert sorted(os.listdir(output)) == [
             "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
         ]
         assert report["num_train"] == 18 and report["num_val"] == 6 and report["sequence_length"] == 8
         assert list(report["phases"]) == ["finetune"] and report["phases"]["finetune"]["epochs"] == 1
         assert report["trainable_params"] == report["total_params"]
-        assert report["learning_rate"] == cli.TEXT_LEARNING_RATES["full"]
+        assert report["learning_rate"] == recipes.TEXT_RECIPES["full"].finetune_learning_rate
     else:
         assert sorted(os.listdir(output)) == ["model.keras", "report.json", "training_curves.png"]
         assert report["num_train"] == 12 and report["num_val"] == 0 and report["val_accuracy"] is None
         assert list(report["phases"]) == ["head"]
         assert report["trainable_params"] == 32 * 2 + 2  # the Dense head on the 32-wide pooler
-        assert report["learning_rate"] == cli.TEXT_LEARNING_RATES["frozen"]
+        assert report["learning_rate"] == recipes.TEXT_RECIPES["frozen"].head_learning_rate
 
 
 def test_evaluate_text_model_on_a_csv_file(text_files, text_run, capsys):
@@ -443,15 +446,85 @@ def test_evaluate_model_accepts_a_text_classifier_and_a_string_dataset(text_file
 @pytest.mark.parametrize("options, expected", [
     (dict(), ("full", None, 0)),
     (dict(lora_rank=4), ("lora", 4, 0)),
-    (dict(strategy="lora", head_epochs=2), ("lora", cli.DEFAULT_LORA_RANK, 2)),
-    (dict(strategy="frozen"), ("frozen", None, 0)),
-    (dict(strategy="full", head_epochs=1), ("full", None, 1)),
+    (dict(recipe="lora", head_epochs=2), ("lora", recipes.DEFAULT_LORA_RANK, 2)),
+    (dict(recipe="frozen"), ("frozen", None, 3)),
+    (dict(recipe="full", head_epochs=1), ("full", None, 1)),
 ])
-def test_text_strategy_options(options, expected):
-    args = cli._parser().parse_args(["train-text", "t.csv", "--backbone", "b", "--output", "o"])
+def test_text_recipe_options(options, expected):
+    args = cli.build_parser().parse_args(["train-text", "t.csv", "--backbone", "b", "--output", "o"])
     for key, value in options.items():
         setattr(args, key, value)
-    assert cli._text_strategy(args) == expected
+    recipe = train_text_command.text_recipe(args)
+    assert (recipes.text_recipe_name(recipe), recipe.lora_rank, recipe.head_epochs) == expected
+    # The recipe is the library's, with only the options given changed.
+    assert recipe == recipes.text_recipe(expected[0], lora_rank=options.get("lora_rank"),
+                                         head_epochs=options.get("head_epochs"))
+
+
+def test_train_text_recipe_options_and_strategy_alias():
+    parse = cli.build_parser().parse_args
+    base = ["train-text", "t.csv", "--backbone", "b", "--output", "o"]
+    assert parse([*base, "--strategy", "frozen"]).recipe == "frozen"  # the old name still works
+    args = parse([*base, "--recipe", "lora", "--epochs", "2", "--lr", "1e-3", "--early-stopping", "1"])
+    assert train_text_command.text_recipe(args) == recipes.text_recipe(
+        "lora", epochs=2, learning_rate=1e-3, early_stopping=1)
+    args = parse([*base, "--recipe", "frozen", "--epochs", "4", "--lr", "0.01"])
+    recipe = train_text_command.text_recipe(args)
+    assert (recipe.head_epochs, recipe.head_learning_rate, recipe.finetune_epochs) == (4, 0.01, 0)
+
+
+def test_train_builds_the_image_recipe_from_its_options():
+    from keras_transfer.cli import train as train_command
+
+    parse = cli.build_parser().parse_args
+    base = ["train", "d", "--backbone", "b", "--output", "o"]
+    assert train_command.image_recipe(parse(base)) == recipes.IMAGE_RECIPE
+    args = parse([*base, "--head-epochs", "2", "--unfreeze", "all", "--finetune-optimizer", "adam",
+                  "--finetune-lr", "1e-4", "--schedule", "one_cycle", "--cache-features"])
+    assert train_command.image_recipe(args) == recipes.IMAGE_RECIPE.replace(
+        head_epochs=2, unfreeze="all", finetune_optimizer="adam", finetune_learning_rate=1e-4,
+        schedule="one_cycle", cache_features=True)
+    assert train_command.image_recipe(parse([*base, "--schedule", "constant"])).schedule is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--head-epochs", "-1"], "head_epochs must be an integer >= 0"),
+    (["--unfreeze", "1.5"], "unfreeze=1.5"),
+    (["--early-stopping", "0"], "early_stopping must be an integer >= 1"),
+    (["--finetune-lr", "0"], "finetune_learning_rate must be a positive number"),
+])
+def test_train_recipe_errors_exit_2_before_loading_data(tmp_path, capsys, extra, message):
+    # DATA_DIR does not exist: the recipe's error comes first, without a traceback.
+    code = main(["train", str(tmp_path / "missing"), "--backbone", "mobilenet_v2", "--weights", "none",
+                 "--output", str(tmp_path / "out"), *extra])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "missing" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_shows_the_library_defaults_and_choices(capsys):
+    from keras_transfer import data
+    from keras_transfer.deploy import quantization
+    from keras_transfer.models import text_classifier
+
+    def help_of(command):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+
+    text = help_of("train-text")
+    full, frozen, lora = (recipes.TEXT_RECIPES[name] for name in ("full", "frozen", "lora"))
+    assert f"{full.finetune_learning_rate:g} full, {frozen.head_learning_rate:g} frozen" in text
+    assert f"default with lora: {lora.lora_rank}" in text and "--recipe {full,frozen,lora}" in text
+    assert "{" + ",".join(text_classifier.POOLINGS) + "}" in text
+    assert ", ".join(data.CLEANING_STEPS) in text
+    image = help_of("train")
+    recipe = recipes.IMAGE_RECIPE
+    assert f"(default: {recipe.head_epochs})" in image and f"default: {recipe.finetune_learning_rate:g}" in image
+    assert "{" + ",".join(recipes.OPTIMIZERS) + "}" in image and "one_cycle" in image
+    assert "{" + ",".join(quantization.QUANTIZATION_MODES) + "}" in help_of("export")
+    assert "--method {qat,prune,cluster}" in help_of("optimize")
 
 
 def test_evaluate_text_model_rejects_unknown_labels(text_files, text_run, tmp_path, capsys):
@@ -487,7 +560,7 @@ def test_predict_needs_inputs(text_run, capsys):
     (["--text-column", "review"], "column(s) ['review'] not found"),
     (["--label-column", "7", "--text-column", "0"], "field(s) but the columns need 8"),
     (["--val-split", "1.5"], "validation_split must be between 0 and 1"),
-    (["--strategy", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
+    (["--recipe", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
     (["--strategy", "frozen", "--head-epochs", "1"], "drop --head-epochs"),
     (["--sequence-length", "1"], "--sequence-length 1 is too short"),
     (["--sequence-length", "500"], "sequence_length=500 is out of range: the backbone takes 2 to 32"),
@@ -544,13 +617,6 @@ def test_backbones_text_lists_keras_hub_presets(capsys):
     assert "families: BERT" in capsys.readouterr().err
 
 
-def test_cli_choices_match_the_library():
-    from keras_transfer.models import text_classifier as text
-    from keras_transfer.data import text as text_data
-    assert cli.POOLINGS == text.POOLINGS
-    assert cli.CLEANING_STEPS == text_data.CLEANING_STEPS
-
-
 @pytest.mark.integration
 def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
     import time
@@ -561,7 +627,7 @@ def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
         "train-text", os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection"),
         "--text-column", "SMS", "--label-column", "Label", "--max-examples", "300", "--val-split", "0.25",
         "--backbone", os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"),
-        "--strategy", "lora", "--epochs", "2", "--batch-size", "16", "--sequence-length", "48",
+        "--recipe", "lora", "--epochs", "2", "--batch-size", "16", "--sequence-length", "48",
         "--output", str(output),
     ]) == 0
     seconds = time.perf_counter() - start

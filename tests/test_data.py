@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.data and keras_transfer.data.augmentation (small generated data)."""
+"""Tests for keras_transfer.data and keras_transfer.data.image_augmentation (small generated data)."""
 
 import os
 import warnings
@@ -11,9 +11,9 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from keras_transfer.data import augmentation as augment_lib
 from keras_transfer import data
-from keras_transfer.data import DataError
+from keras_transfer.data import AUGMENTATION_PRESETS, DataError, augmentation
+from keras_transfer.data.splits import split_train_validation
 
 # --------------------------------------------------------------------------
 # Helpers that write tiny image folders.
@@ -284,10 +284,12 @@ def test_from_arrays_grayscale_and_split():
     train, validation = data.from_arrays(
         images, labels, class_names=["x", "y", "z"], validation_split=0.25
     )
-    assert (train.num_examples, validation.num_examples) == (6, 2)
+    # Stratified: every class with 2 or more images gives one to validation.
+    assert (train.num_examples, validation.num_examples) == (5, 3)
+    assert sorted(all_batches(validation)[1].tolist()) == [0, 1, 2]
     assert validation.class_names == ["x", "y", "z"]
     x, _ = all_batches(train)
-    assert x.shape == (6, 5, 5, 3) and x.dtype == np.float32
+    assert x.shape == (5, 5, 5, 3) and x.dtype == np.float32
     assert np.array_equal(x[..., 0], x[..., 2])
 
 
@@ -340,13 +342,99 @@ def test_check_num_classes(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# The one train/validation split
+
+
+def test_split_is_stratified_on_an_imbalanced_set():
+    labels = np.array([0] * 90 + [1] * 8 + [2] * 2)
+    train, validation = split_train_validation(labels, 0.2, seed=0)
+    assert len(validation) == 20 and len(train) == 80
+    assert np.bincount(labels[validation]).tolist() == [18, 1, 1]
+    assert sorted(train.tolist() + validation.tolist()) == list(range(100))
+    # Each class keeps about the same fraction, and at least one in each subset.
+    labels = np.array([0] * 6 + [1] * 2)
+    train, validation = split_train_validation(labels, 0.25, seed=0)
+    assert np.bincount(labels[validation]).tolist() == [1, 1]
+    assert np.bincount(labels[train]).tolist() == [5, 1]
+
+
+def test_split_small_classes_get_one_and_singletons_stay_in_training():
+    labels = np.array([0] * 10 + [1] * 2 + [2])
+    _, validation = split_train_validation(labels, 0.1, seed=0)
+    assert np.bincount(labels[validation], minlength=3).tolist() == [1, 1, 0]
+    with pytest.raises(DataError, match="every class has a single example"):
+        split_train_validation(np.arange(5), 0.5, seed=0)
+
+
+def test_split_is_deterministic_for_a_seed():
+    labels = np.repeat(np.arange(4), 25)
+    first = split_train_validation(labels, 0.2, seed=3)
+    again = split_train_validation(labels, 0.2, seed=3)
+    other = split_train_validation(labels, 0.2, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[1], other[1])
+    assert np.all(np.diff(first[1]) > 0)  # in the original order
+    # shuffle=False: the last examples of each class, whatever the seed.
+    _, last = split_train_validation(labels, 0.2, seed=None, shuffle=False)
+    assert last.tolist() == [i for start in range(0, 100, 25) for i in range(start + 20, start + 25)]
+
+
+def test_split_falls_back_to_a_seeded_random_split_for_targets():
+    targets = np.linspace(0, 1, 50, dtype=np.float32)  # regression
+    _, validation = split_train_validation(targets, 0.2, seed=5)
+    assert np.array_equal(validation, np.sort(np.random.default_rng(5).permutation(50)[-10:]))
+    multi_hot = np.eye(5, dtype=np.float32)[np.arange(50) % 5]
+    _, validation = split_train_validation(multi_hot, 0.2, seed=5)
+    assert len(validation) == 10
+
+
+@pytest.mark.parametrize("split", [0, 1, 1.5, -0.2])
+def test_split_keeps_the_bad_fraction_messages(split):
+    with pytest.raises(DataError, match="between 0 and 1.*validation_split=0.2"):
+        split_train_validation(np.array([0, 1] * 5), split, seed=0)
+
+
+def test_split_too_small_message():
+    with pytest.raises(DataError, match="of 4 examples leaves no validation examples"):
+        split_train_validation(np.array([0, 0, 1, 1]), 0.2, seed=0)
+
+
+def test_images_and_text_loaders_use_the_same_split(tmp_path):
+    # 6 cats and 2 dogs: the folder split once gave a validation set of only dogs.
+    labels = np.array([0] * 6 + [1] * 2)
+    for i, label in enumerate(labels):
+        name = ("cats", "dogs")[label]
+        pixels = np.full((8, 8, 3), 10 * i, np.uint8)  # the value names the file
+        path = tmp_path / "folder" / name / f"{i}.png"
+        os.makedirs(path.parent, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    _, expected = split_train_validation(labels, 0.25, seed=11)
+    assert np.bincount(labels[expected]).tolist() == [1, 1]
+
+    _, folder_validation = data.image_folder(
+        tmp_path / "folder", image_size=8, validation_split=0.25, seed=11
+    )
+    folder_images, _ = all_batches(folder_validation)
+    assert sorted(folder_images[:, 0, 0, 0].astype(int) // 10) == expected.tolist()
+
+    images = np.arange(8, dtype=np.float32)[:, None, None, None] * np.ones((8, 2, 2, 3))
+    _, array_validation = data.from_arrays(images, labels, validation_split=0.25, seed=11)
+    assert sorted(all_batches(array_validation)[0][:, 0, 0, 0].astype(int)) == expected.tolist()
+
+    texts = [f"text {i}" for i in range(8)]
+    _, text_validation = data.from_texts(texts, labels, validation_split=0.25, seed=11)
+    held_out = [int(text.numpy().decode().split()[1]) for text, _ in text_validation.unbatch()]
+    assert held_out == expected.tolist()
+
+
+# --------------------------------------------------------------------------
 # augmentation presets
 
 
 @pytest.mark.parametrize("preset", ["flip", "standard", "strong", "randaugment"])
 def test_augmentation_presets_keep_shape_and_range(preset):
     images = _rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    layer = augment_lib.augmentation(preset, seed=1)
+    layer = augmentation(preset, seed=1)
     assert isinstance(layer, keras.Sequential)
     out = keras.ops.convert_to_numpy(layer(images, training=True))
     assert out.shape == images.shape and out.dtype == np.float32
@@ -354,12 +442,12 @@ def test_augmentation_presets_keep_shape_and_range(preset):
 
 
 def test_augmentation_none_and_unknown():
-    assert augment_lib.augmentation("none") is None
-    assert set(augment_lib.AUGMENTATION_PRESETS) == {
+    assert augmentation("none") is None
+    assert set(AUGMENTATION_PRESETS) == {
         "none", "flip", "standard", "strong", "randaugment"
     }
     with pytest.raises(ValueError, match="Valid presets: none, flip, standard"):
-        augment_lib.augmentation("wild")
+        augmentation("wild")
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.deploy.export: LiteRT and SavedModel exports, checked against Keras."""
+"""Tests for keras_transfer.deploy.export (and the modules it is built from): LiteRT and SavedModel exports."""
 
 import doctest
 import os
@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import image_dataset, tiny_classifier
 
 import keras_transfer as kt
+from keras_transfer.deploy import checks, litert, quantization
 from keras_transfer.deploy import export as ex
-from keras_transfer.deploy import litert
-from helpers import image_dataset, tiny_classifier
 
 VOCABULARY = 50
 LENGTH = 8
@@ -197,9 +197,9 @@ def test_text_model_with_dict_inputs(tmp_path, mask_dtype):
     model = text_model(mask_dtype=mask_dtype)
     path = tmp_path / "text.tflite"
     if mask_dtype == "int32":
-        ex.export_tflite(model, path, sequence_length=LENGTH)
+        ex.export(model, path, sequence_length=LENGTH)
     else:  # the same through an explicit signature of keras.InputSpecs
-        ex.export_tflite(model, path, input_signature={
+        ex.export(model, path, input_signature={
             "token_ids": keras.InputSpec(shape=(None, LENGTH), dtype="int32"),
             "padding_mask": keras.InputSpec(shape=(None, LENGTH), dtype="bool"),
         })
@@ -221,7 +221,7 @@ def test_text_model_with_dict_inputs(tmp_path, mask_dtype):
 
 def test_text_model_needs_a_sequence_length(tmp_path):
     with pytest.raises(ValueError, match="sequence_length"):
-        ex.export_tflite(text_model(), tmp_path / "text.tflite")
+        ex.export(text_model(), tmp_path / "text.tflite")
     assert os.listdir(tmp_path) == []
 
 
@@ -265,11 +265,11 @@ def test_refuses_to_overwrite_without_overwrite(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"the user's file")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        ex.export_tflite(model, path)
+        ex.export(model, path)
     assert path.read_bytes() == b"the user's file"
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
 
-    ex.export_tflite(model, path, overwrite=True)
+    ex.export(model, path, overwrite=True)
     assert path.read_bytes() != b"the user's file"
     assert ex.check_export(path, model, np.ones((2, 64), "float32")).max_abs_difference < 1e-5
     # Files made elsewhere may have no signatures: their one input is then fed by index.
@@ -281,8 +281,33 @@ def test_refuses_to_overwrite_without_overwrite(tmp_path):
     other = tmp_path / "other.tflite"
     (tmp_path / "other.tflite.json").write_text("{}")
     with pytest.raises(FileExistsError, match="other.tflite.json"):
-        ex.export_tflite(model, other)
+        ex.export(model, other)
     assert not other.exists()
+
+
+def test_atomic_folder_replaces_whole_and_restores_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with kt.files.atomic_folder(target) as temporary:
+        open(os.path.join(temporary, "new.txt"), "w").write("new")
+    assert os.listdir(target) == ["new.txt"]
+    with kt.files.atomic_folder(target, skip_empty=True):
+        pass  # nothing written: the folder stays as it was
+    assert os.listdir(target) == ["new.txt"]
+
+    real_replace, calls = os.replace, []
+
+    def failing_second_move(source, destination):
+        calls.append(destination)
+        if len(calls) == 2:  # moving the new folder in
+            raise OSError("disk full")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", failing_second_move)
+    with pytest.raises(OSError, match="disk full"), kt.files.atomic_folder(target) as temporary:
+        open(os.path.join(temporary, "newer.txt"), "w").write("newer")
+    assert os.listdir(target) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["folder"]
 
 
 def test_bad_arguments(tmp_path):
@@ -290,13 +315,17 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="tflite, saved_model"):
         ex.export(model, tmp_path / "m", format="onnx")
     with pytest.raises(ValueError, match=r"\.tflite"):
-        ex.export_tflite(model, tmp_path / "model.lite")
+        ex.export(model, tmp_path / "model.lite")
     with pytest.raises(ValueError, match="TFLite"):
         ex.export(model, tmp_path / "m", format="saved_model", quantization="dynamic")
     with pytest.raises(ValueError, match="valid ones are none, dynamic, float16, int8"):
         ex.export(model, tmp_path / "m.tflite", quantization="int4")
     with pytest.raises(TypeError, match="JSON"):
-        ex.export_tflite(model, tmp_path / "m.tflite", metadata={"bad": object()})
+        ex.export(model, tmp_path / "m.tflite", metadata={"bad": object()})
+    with pytest.raises(ValueError, match="valid ones are keras, tf_keras"):
+        ex.export(model, tmp_path / "m.tflite", engine="onnx")
+    with pytest.raises(ValueError, match="'tf_keras' engine writes tflite"):
+        ex.export(model, tmp_path / "m", format="saved_model", engine="tf_keras")
     assert os.listdir(tmp_path) == []
 
 
@@ -314,7 +343,7 @@ class Doubler(keras.Model):
 def test_subclassed_model_needs_an_input_signature(tmp_path):
     model = Doubler()
     with pytest.raises(ValueError, match="input_signature"):
-        ex.export_tflite(model, tmp_path / "model.tflite")
+        ex.export(model, tmp_path / "model.tflite")
     inputs = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
     model(inputs)
     result = ex.export(model, tmp_path / "model.tflite", check_data=inputs,
@@ -343,16 +372,16 @@ def test_saved_model_round_trip(tmp_path):
     # An existing folder is kept unless overwrite=True, and then replaced whole.
     (path / "mine.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        ex.export_saved_model(model, path)
+        ex.export(model, path, format="saved_model")
     assert (path / "mine.txt").read_text() == "keep me"
-    ex.export_saved_model(model, path, overwrite=True)
+    ex.export(model, path, format="saved_model", overwrite=True)
     assert not (path / "mine.txt").exists() and (path / "saved_model.pb").exists()
     assert sorted(os.listdir(tmp_path)) == ["saved"]  # no temporaries
 
 
 def test_saved_model_keeps_text_lengths_dynamic(tmp_path):
     model = text_model()
-    ex.export_saved_model(model, tmp_path / "text")
+    ex.export(model, tmp_path / "text", format="saved_model")
     serve = tf.saved_model.load(str(tmp_path / "text")).signatures["serve"]
     for length in (LENGTH, 12):
         inputs = text_inputs(3, length=length)
@@ -371,7 +400,7 @@ def test_saved_model_keeps_text_lengths_dynamic(tmp_path):
 def test_agreement_for_single_output_heads(tmp_path, head, agreement):
     model = tiny_classifier(head=head)
     _, images, labels = image_dataset(8)
-    ex.export_saved_model(model, tmp_path / "saved")
+    ex.export(model, tmp_path / "saved", format="saved_model")
     check = ex.check_export(tmp_path / "saved", model, images, labels=labels)
     assert check.max_abs_difference < 1e-5
     if agreement is None:
@@ -389,10 +418,13 @@ def test_docstring_examples(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     images = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
     labels = model.predict(images, verbose=0).argmax(-1)
-    results = doctest.testmod(
-        ex, extraglobs={"model": model, "images": images, "labels": labels}, verbose=False
-    )
-    assert results.failed == 0 and results.attempted > 5
+    extraglobs = {"model": model, "images": images, "labels": labels, "export": ex.export}
+    attempted = 0
+    for module in (ex, checks, quantization):
+        results = doctest.testmod(module, extraglobs=extraglobs, verbose=False)
+        assert results.failed == 0, module.__name__
+        attempted += results.attempted
+    assert attempted > 5
 
 
 # --- choosing within an accuracy budget ---------------------------------------------------
@@ -440,7 +472,7 @@ def test_keras_quantize_copies_and_reports_coverage(tmp_path):
     np.testing.assert_allclose(quantized.predict(inputs, verbose=0), model.predict(inputs, verbose=0),
                                atol=0.02)
     with pytest.raises(ValueError, match="quantized by Keras"):
-        ex.export_tflite(quantized, tmp_path / "q.tflite")
+        ex.export(quantized, tmp_path / "q.tflite")
     result = ex.export(quantized, tmp_path / "saved", format="saved_model", check_data=inputs)
     assert result.check.max_abs_difference < 1e-5
     # A CNN: Keras leaves convolutions in float, and says how little it covered.

@@ -27,7 +27,7 @@ def test_head_trained_on_cached_features_equals_the_uncached_head_for_the_same_o
         model.compile("sgd", learning_rate=0.05)
     uncached.fit(dataset, epochs=3, verbose=0)
 
-    extractor = keras.Model(cached.inputs, cached.head_input)
+    extractor = keras.Model(cached.inputs, cached.head_features)
     cache = kt.FeatureCache.compute(extractor, dataset, verbose=0)
     head = cached.head_model()
     head.compile(optimizer=cached.optimizer, loss=cached.loss)
@@ -51,7 +51,7 @@ def augmenting(dataset):
 def test_each_pass_is_an_augmented_copy_and_epochs_cycle_through_them():
     dataset, _, labels = image_dataset(n=12, batch_size=4)
     model = tiny_classifier()
-    extractor = keras.Model(model.inputs, model.head_input)
+    extractor = keras.Model(model.inputs, model.head_features)
     cache = kt.FeatureCache.compute(extractor, augmenting(dataset), copies=3, verbose=0)
     assert cache.features.shape == (3, 12, 16) and cache.copies == 3 and cache.batch_size == 4
     np.testing.assert_array_equal(cache.labels, labels)
@@ -66,7 +66,7 @@ def test_each_pass_is_an_augmented_copy_and_epochs_cycle_through_them():
 def test_disk_cache_is_a_memmap_in_the_folder_with_the_same_features(tmp_path):
     dataset, _, _ = image_dataset(n=10, batch_size=4)
     model = tiny_classifier()
-    extractor = keras.Model(model.inputs, model.head_input)
+    extractor = keras.Model(model.inputs, model.head_features)
     in_memory = kt.FeatureCache.compute(extractor, dataset, verbose=0)
     on_disk = kt.FeatureCache.compute(extractor, dataset, directory=str(tmp_path / "cache"), verbose=0)
     assert isinstance(on_disk.features, np.memmap)
@@ -119,7 +119,7 @@ def test_text_classifier_head_trains_on_cached_token_features():
 def test_bad_cache_requests_fail_before_any_work():
     dataset, images, labels = image_dataset(n=8, batch_size=4)
     model = tiny_classifier()
-    extractor = keras.Model(model.inputs, model.head_input)
+    extractor = keras.Model(model.inputs, model.head_features)
     with pytest.raises(ValueError, match="copies must be >= 1"):
         kt.FeatureCache.compute(extractor, dataset, copies=0)
     with pytest.raises(ValueError, match="repeats forever"):

@@ -72,7 +72,8 @@ def test_loss_and_metrics_compile_and_train():
 @pytest.mark.parametrize(
     "pooling, reduce",
     [
-        ("avg", lambda x: x.mean(axis=(1, 2))),
+        ("mean", lambda x: x.mean(axis=(1, 2))),
+        ("avg", lambda x: x.mean(axis=(1, 2))),  # 0.1.0's spelling of "mean"
         ("max", lambda x: x.max(axis=(1, 2))),
         ("flatten", lambda x: x.reshape(len(x), -1)),
     ],
@@ -84,7 +85,8 @@ def test_pooling_of_feature_maps(pooling, reduce):
     assert model.get_layer("predictions").kernel.shape[0] == reduce(FEATURES).shape[1]
 
 
-@pytest.mark.parametrize("pooling, layer", [("avg", keras.layers.GlobalAveragePooling1D), ("max", keras.layers.GlobalMaxPooling1D)])
+@pytest.mark.parametrize("pooling, layer", [("mean", keras.layers.GlobalAveragePooling1D),
+                                            ("max", keras.layers.GlobalMaxPooling1D)])
 def test_pooling_of_token_sequences(pooling, layer):
     model = head_model(Head.regression(1, pooling=pooling), feature_shape=(5, 8))
     assert isinstance(model.get_layer("head_pooling"), layer)
@@ -114,6 +116,14 @@ def test_no_dropout_layers_when_rate_is_zero():
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
 
 
+def test_one_pooling_vocabulary_with_the_old_image_spelling_accepted():
+    assert Head.multiclass(3).pooling == "mean"
+    assert Head.multiclass(3, pooling="avg") == Head.multiclass(3, pooling="mean")
+    # Heads saved by keras_transfer 0.1.0 say "avg".
+    old_config = {**Head.multiclass(3).get_config(), "pooling": "avg"}
+    assert Head.from_config(old_config).pooling == "mean"
+
+
 def test_config_round_trip():
     head = Head.multilabel(4, logits=True, pooling="max", dropout=0.1, hidden_units=[32])
     config = head.get_config()
@@ -125,7 +135,7 @@ def test_config_round_trip():
     "make, message",
     [
         (lambda: Head("ranking", 2), "Unknown head task 'ranking'"),
-        (lambda: Head.multiclass(3, pooling="mean"), "Unknown pooling 'mean'"),
+        (lambda: Head.multiclass(3, pooling="median"), "Unknown pooling 'median'"),
         (lambda: Head.multiclass(3, dropout=1.0), "dropout must be in"),
         (lambda: Head.multiclass(3, dropout=-0.1), "dropout must be in"),
         (lambda: Head.multiclass(1), "num_classes >= 2"),

@@ -63,6 +63,12 @@ def test_feature_extractor_and_predict_classes():
     assert features.shape == (6, 16)
     np.testing.assert_allclose(features, maps.mean(axis=(1, 2)), atol=1e-5)
     np.testing.assert_allclose(model.feature_extractor("max").predict(images, verbose=0), maps.max(axis=(1, 2)), atol=1e-5)
+    # One pooling vocabulary: "mean" is the head's default, "avg" its 0.1.0 spelling.
+    np.testing.assert_allclose(model.feature_extractor("avg").predict(images, verbose=0), features, atol=1e-6)
+    flattened = model.feature_extractor("flatten").predict(images, verbose=0)
+    np.testing.assert_allclose(flattened, maps.reshape(len(maps), -1), atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown pooling 'median'"):
+        model.feature_extractor("median")
 
     probabilities = model.predict(images, verbose=0)
     indices, scores = model.predict_classes(images)
@@ -86,6 +92,25 @@ def test_predict_classes_with_logits_and_binary_heads():
 
     with pytest.raises(ValueError, match="needs a classification head"):
         tiny_classifier(head=kt.Head.regression(1)).predict_classes(images)
+
+
+def test_the_task_contract_names_the_head_features_and_survives_loading(tmp_path):
+    model = tiny_classifier()
+    # The head pools inside: its features are the pooling's output, what 0.1.0 called head_input.
+    assert model.head_features is model.get_layer("head_pooling").output
+    assert model.head_input is model.head_features and model.train_batch_norm is False
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.head_features is restored.get_layer("head_pooling").output
+    images = image_arrays(4)[0]
+    np.testing.assert_allclose(restored.feature_extractor().predict(images, verbose=0),
+                               model.feature_extractor().predict(images, verbose=0), atol=1e-6)
+    # A backbone that pools itself: the head's first layer takes its output as it is.
+    pooled = keras.Sequential([tiny_backbone(), keras.layers.GlobalAveragePooling2D()], name="pooled")
+    already = kt.ImageClassifier(pooled, head=kt.Head.multiclass(2, hidden_units=[4]), preprocessor="unit")
+    assert "head_pooling" not in [layer.name for layer in already.layers]
+    assert already.head_features is already.get_layer("head_dropout_1").input
+    assert already.feature_extractor("max").output_shape == (None, 16)
 
 
 # --- saving ------------------------------------------------------------------------------
@@ -353,6 +378,17 @@ def test_image_size_mismatch_fails_before_training():
     with pytest.raises(DataError, match="images are 40x40"):
         model.fine_tune(good, train, verbose=0)
     assert_untrained(model, weights)
+
+
+def test_create_takes_a_recipe_and_changes_it_with_options():
+    train, _, _ = image_dataset(16, batch_size=8, class_names=["a", "b"])
+    recipe = kt.Recipe(head_epochs=2, finetune_epochs=1)
+    model, history = kt.ImageClassifier.create(train, backbone=tiny_backbone(), preprocessor="unit",
+                                               recipe=recipe, finetune_epochs=0, verbose=0)
+    assert model.class_names == ["a", "b"] and model.preprocessor.mode == "unit"
+    assert history.head.epoch == [0, 1] and history.finetune is None
+    with pytest.raises(TypeError, match="Unknown recipe options \\['head_epoch'\\]"):
+        kt.ImageClassifier.create(train, backbone=tiny_backbone(), preprocessor="unit", head_epoch=1)
 
 
 def test_create_needs_class_names():

@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.finetune.schedules: warmup + cosine, one-cycle, the learning-rate range test."""
+"""Tests for keras_transfer.finetune.schedules (warmup + cosine, one-cycle) and lr_finder (the learning-rate range test)."""
 
 import doctest
 import json
@@ -13,13 +13,9 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from helpers import image_dataset, tiny_classifier
-from keras_transfer.finetune import schedules
-from keras_transfer.finetune.schedules import (
-    LearningRateFinderResult,
-    OneCycle,
-    find_learning_rate,
-    warmup_cosine,
-)
+from keras_transfer.finetune import lr_finder, schedules
+from keras_transfer.finetune.lr_finder import LearningRateFinderResult, find_learning_rate
+from keras_transfer.finetune.schedules import OneCycle, warmup_cosine
 
 
 def values(schedule, steps):
@@ -402,3 +398,4 @@ def test_plot_works_for_a_short_curve_that_never_diverged():
 def test_docstring_examples():
     results = doctest.testmod(schedules, verbose=False)
     assert results.failed == 0 and results.attempted >= 5
+    assert doctest.testmod(lr_finder, verbose=False).failed == 0

@@ -35,6 +35,26 @@ def test_builds_with_each_pooling(pooling, layer):
     assert (layer in names) if layer else "token_pooling" not in names
 
 
+def test_the_task_contract_and_the_pooling_vocabulary():
+    model = tiny_text_classifier(pooling="avg")  # the image heads' 0.1.0 spelling of "mean"
+    assert model.pooling == "mean" and model.head.pooling == "mean"
+    assert model.head_features is model.get_layer("token_pooling").output
+    assert model.train_batch_norm is False
+    tokens = model.tokenize(sentiment_texts(1)[0])
+    assert model.feature_extractor().predict(tokens, verbose=0).shape == (12, 32)
+    pooled = model.feature_extractor("pooled").predict(tokens, verbose=0)
+    np.testing.assert_allclose(pooled, model.backbone(tokens)["pooled_output"], atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown pooling 'flatten'"):
+        model.feature_extractor("flatten")
+    backbone = keras_hub.models.DistilBertBackbone(
+        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=16,
+    )
+    without_pooler = kt.TextClassifier(backbone, preprocessor=tiny_bert()[1], num_classes=2)
+    with pytest.raises(ValueError, match="has no pooler"):
+        without_pooler.feature_extractor("pooled")
+
+
 def test_token_pooling_ignores_padding():
     sequence = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], dtype="float32")
     mask = np.array([[1, 1, 0]], dtype="int32")
@@ -202,6 +222,7 @@ def test_save_and_load_keeps_predictions_tokenizer_and_classes(tmp_path):
     restored = keras.saving.load_model(path)
     assert isinstance(restored, kt.TextClassifier)
     assert restored.class_names == ["neg", "pos"] and restored.pooling == "mean"
+    assert restored.head_features is restored.get_layer("token_pooling").output
     assert restored.sequence_length == model.sequence_length == 8
     assert restored.preprocessor.tokenizer.get_vocabulary() == model.preprocessor.tokenizer.get_vocabulary()
     np.testing.assert_allclose(restored.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6)

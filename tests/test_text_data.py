@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.data.text (tiny generated files, plus the real text assets)."""
+"""Tests for the text loaders of keras_transfer.data (tiny generated files, plus the real text assets)."""
 
 import os
 import sys
@@ -14,9 +14,9 @@ from etils import epath
 import keras_transfer as kt
 from keras_transfer import data
 from keras_transfer import errors
-from keras_transfer.data import text as text_data
-from keras_transfer.data import DataError
-from keras_transfer.data.text import TextCleaner
+from keras_transfer.data import DataError, TextCleaner
+from keras_transfer.data import sequence_length, splits, text_cleaning, text_files, text_lists
+from keras_transfer.data import tfds as tfds_data
 
 # --------------------------------------------------------------------------
 # Helpers.
@@ -163,9 +163,10 @@ def test_text_file_validation_split_is_seeded_and_disjoint(tmp_path):
     assert all_batches(train)[0] != train_texts
     assert all_batches(validation)[0] == validation_texts
 
-    # shuffle=False holds out the last rows, in file order.
+    # shuffle=False holds out the last rows of each class, in file order: the
+    # 5 held out are 2.5 per class, and the one left over goes to the first class.
     _, last = load(shuffle=False)
-    assert all_batches(last)[0] == [f"text number {i}" for i in range(15, 20)]
+    assert all_batches(last)[0] == [f"text number {i}" for i in (14, 16, 17, 18, 19)]
 
 
 def test_text_file_max_examples_is_a_random_subset(tmp_path):
@@ -735,16 +736,18 @@ def test_text_dataset_trains_a_keras_model():
 
 
 def test_public_api_is_re_exported():
-    assert kt.data.text_file is text_data.text_file
-    for name in [
-        "from_texts",
-        "from_pandas",
-        "from_tfds_text",
-        "choose_sequence_length",
-        "TextCleaner",
-    ]:
-        assert getattr(kt.data, name) is getattr(text_data, name)
-    assert kt.data.DataError is errors.DataError is text_data.DataError
+    homes = {
+        "text_file": text_files,
+        "from_texts": text_lists,
+        "from_pandas": text_lists,
+        "from_tfds_text": tfds_data,
+        "choose_sequence_length": sequence_length,
+        "TextCleaner": text_cleaning,
+        "CLEANING_STEPS": text_cleaning,
+    }
+    for name, module in homes.items():
+        assert getattr(kt.data, name) is getattr(module, name)
+    assert kt.data.DataError is errors.DataError is text_files.DataError
     assert issubclass(DataError, ValueError)
 
 

@@ -6,7 +6,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import keras_transfer as kt
-from helpers import image_arrays, image_dataset, tiny_backbone, tiny_classifier
+from helpers import image_arrays, image_dataset, sentiment_texts, tiny_classifier, tiny_text_classifier
 
 
 def backbone_with_extra_layer():
@@ -119,3 +119,31 @@ def test_extract_features_from_arrays_and_plain_models():
     features, labels = kt.extract_features(extractor, unlabelled, verbose=0)
     assert labels is None
     np.testing.assert_allclose(features, images.mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_extract_features_of_a_text_classifier_takes_raw_sentences():
+    import tensorflow as tf
+
+    model = tiny_text_classifier(pooling="mean")
+    texts, labels = sentiment_texts(1)
+    reference = model.feature_extractor().predict(model.tokenize(texts), verbose=0)
+    assert reference.shape == (len(texts), 32)
+
+    features, none = kt.extract_features(model, texts, verbose=0)
+    assert none is None and features.shape == (len(texts), 32)
+    np.testing.assert_allclose(features, reference, atol=1e-6)
+    # Labelled sentences, as a tuple and as a string dataset: the labels come back paired.
+    features, feature_labels = kt.extract_features(model, (texts, labels), verbose=0)
+    np.testing.assert_allclose(features, reference, atol=1e-6)
+    np.testing.assert_array_equal(feature_labels, labels)
+    dataset = tf.data.Dataset.from_tensor_slices((texts, labels)).batch(5)
+    features, feature_labels = kt.extract_features(model, dataset, verbose=0)
+    np.testing.assert_allclose(features, reference, atol=1e-6)
+    np.testing.assert_array_equal(feature_labels, labels)
+    # Other poolings of the same tokens, and the backbone's pooler.
+    for pooling in ("max", "cls", "pooled"):
+        features, _ = kt.extract_features(model, texts, pooling=pooling, verbose=0)
+        expected = model.feature_extractor(pooling).predict(model.tokenize(texts), verbose=0)
+        assert features.shape == (len(texts), 32)
+        np.testing.assert_allclose(features, expected, atol=1e-6)
+    assert not np.allclose(kt.extract_features(model, texts, pooling="max")[0], reference)

@@ -11,13 +11,14 @@ came from) into a `ModelReport`; `format_table` prints several side by side;
 import dataclasses
 import gzip
 import os
-from typing import Optional
 
 import numpy as np
 
 from keras_transfer import atomic_files as files
 from keras_transfer.deploy import litert
-from keras_transfer.deploy.export import check_export, collect_examples
+from keras_transfer.deploy.arrays import collect_examples
+from keras_transfer.deploy.checks import check_export
+from keras_transfer.models.task_io import as_model_inputs
 
 
 @dataclasses.dataclass
@@ -50,18 +51,18 @@ class ModelReport:
     path: str
     size_bytes: int
     compressed_size_bytes: int
-    parameters: Optional[int] = None
-    sparsity: Optional[float] = None
-    accuracy: Optional[float] = None
-    tflite_accuracy: Optional[float] = None
-    accuracy_drop: Optional[float] = None
-    top1_agreement: Optional[float] = None
-    max_abs_difference: Optional[float] = None
-    num_examples: Optional[int] = None
-    latency_ms: Optional[float] = None
-    latency_threads: Optional[int] = None
-    size_ratio: Optional[float] = None
-    latency_ratio: Optional[float] = None
+    parameters: int | None = None
+    sparsity: float | None = None
+    accuracy: float | None = None
+    tflite_accuracy: float | None = None
+    accuracy_drop: float | None = None
+    top1_agreement: float | None = None
+    max_abs_difference: float | None = None
+    num_examples: int | None = None
+    latency_ms: float | None = None
+    latency_threads: int | None = None
+    size_ratio: float | None = None
+    latency_ratio: float | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
     def relative_to(self, reference):
@@ -131,8 +132,7 @@ def measure_export(
 
 
 def _first_example(model, data):
-    data = model.model_inputs(data) if hasattr(model, "model_inputs") else data
-    x, _ = collect_examples(data, max_examples=1)
+    x, _ = collect_examples(as_model_inputs(model, data), max_examples=1)
     return x
 
 

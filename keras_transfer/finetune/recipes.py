@@ -85,8 +85,9 @@ class Recipe:
         _check_count("cached_copies", self.cached_copies, minimum=1)
         for name in ("head_learning_rate", "finetune_learning_rate"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+            # 0 is allowed: it keeps a phase's weights fixed (a baseline, or a test).
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
         for name in ("optimizer", "finetune_optimizer"):
             value = getattr(self, name)
             if isinstance(value, str) and value.lower() not in OPTIMIZERS:

@@ -5,6 +5,10 @@ import dataclasses
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from keras_transfer.models import task_io
+from keras_transfer.models.transfer_model import TransferModel
 
 
 @dataclasses.dataclass
@@ -103,11 +107,14 @@ def extract_features(model, data, *, pooling=None, verbose="auto"):
     """Pooled backbone features as numpy arrays, for scikit-learn estimators.
 
     Args:
-        model: an `ImageClassifier` (its preprocessing and backbone are used,
-            not its head) or any `keras.Model` mapping images to features.
-        data: a `tf.data.Dataset` of `(images, labels)` or of images, or an
-            array of images.
-        pooling: `"avg"`, `"max"` or `"flatten"`; defaults to the head's.
+        model: a keras_transfer task (its `feature_extractor(pooling)` is
+            used, not its head) or any `keras.Model` mapping inputs to features.
+        data: a `tf.data.Dataset` of `(inputs, labels)` or of inputs, an
+            `(inputs, labels)` tuple, or inputs alone; raw inputs as the task's
+            `fit` takes them (sentences for a `TextClassifier`).
+        pooling: None for the features the head sees, or another pooling of
+            the task's backbone output: `"mean"`, `"max"` or `"flatten"` for
+            images, `"mean"`, `"max"`, `"cls"` or `"pooled"` for text.
         verbose: show a progress bar.
 
     Returns:
@@ -118,15 +125,19 @@ def extract_features(model, data, *, pooling=None, verbose="auto"):
     >>> features, labels = extract_features(model, train)  # doctest: +SKIP
     >>> sklearn.linear_model.LogisticRegression().fit(features, labels)  # doctest: +SKIP
     """
-    if hasattr(model, "feature_extractor"):
+    data = task_io.as_model_inputs(model, data)
+    if isinstance(model, TransferModel):
         model = model.feature_extractor(pooling)
-    if isinstance(data, np.ndarray):
+    if isinstance(data, tuple):
+        inputs, labels = data
+        return model.predict(inputs, verbose=0), np.asarray(labels)
+    if not isinstance(data, tf.data.Dataset):
         return model.predict(data, verbose=0), None
     features, labels = [], []
     progress = keras.utils.Progbar(_cardinality(data), verbose=1 if verbose == "auto" else verbose)
     for step, batch in enumerate(data, start=1):
-        images, batch_labels = batch if isinstance(batch, tuple) else (batch, None)
-        features.append(np.asarray(model(images, training=False)))
+        inputs, batch_labels = batch if isinstance(batch, tuple) else (batch, None)
+        features.append(np.asarray(model(inputs, training=False)))
         if batch_labels is not None:
             labels.append(np.asarray(batch_labels))
         progress.update(step)

@@ -4,8 +4,10 @@ import dataclasses
 
 import keras
 
+from keras_transfer.models.layers import canonical_pooling, global_pooling
+
 TASKS = ("multiclass", "binary", "multilabel", "regression")
-POOLINGS = ("avg", "max", "flatten")
+POOLINGS = ("mean", "max", "flatten")
 
 
 @dataclasses.dataclass
@@ -19,8 +21,8 @@ class Head:
     Args:
         task: one of `"multiclass"`, `"binary"`, `"multilabel"`, `"regression"`.
         num_outputs: classes, labels or regression targets (1 for binary).
-        pooling: how to reduce the backbone's feature map: `"avg"`, `"max"`, or
-            `"flatten"` (as in the classic VGG16 example).
+        pooling: how to reduce the backbone's feature map: `"mean"`, `"max"`, or
+            `"flatten"` (as in the classic VGG16 example); `"avg"` means `"mean"`.
         dropout: dropout rate before each Dense layer; 0 for none.
         hidden_units: sizes of optional hidden Dense layers.
         from_logits: output logits instead of probabilities (classification).
@@ -34,7 +36,7 @@ class Head:
 
     task: str = "multiclass"
     num_outputs: int = 2
-    pooling: str = "avg"
+    pooling: str = "mean"
     dropout: float = 0.2
     hidden_units: tuple = ()
     from_logits: bool = False
@@ -42,6 +44,7 @@ class Head:
 
     def __post_init__(self):
         self.hidden_units = tuple(int(units) for units in self.hidden_units)
+        self.pooling = canonical_pooling(self.pooling)
         if self.task not in TASKS:
             raise ValueError(f"Unknown head task {self.task!r}: use one of {', '.join(TASKS)}.")
         if self.pooling not in POOLINGS:
@@ -87,16 +90,8 @@ class Head:
         rank = len(features.shape)
         if rank == 2:
             return features
-        if self.pooling == "flatten":
-            return keras.layers.Flatten(name="head_pooling")(features)
         # Rank 3 is a token sequence (vision transformers), rank 4 a feature map.
-        layer = {
-            ("avg", 3): keras.layers.GlobalAveragePooling1D,
-            ("max", 3): keras.layers.GlobalMaxPooling1D,
-            ("avg", 4): keras.layers.GlobalAveragePooling2D,
-            ("max", 4): keras.layers.GlobalMaxPooling2D,
-        }[(self.pooling, rank)]
-        return layer(name="head_pooling")(features)
+        return global_pooling(self.pooling, rank, name="head_pooling")(features)
 
     def build(self, features):
         """Applies the head's layers to a backbone output tensor."""

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 
 from keras_transfer import data as data_lib
-from keras_transfer.models.backbones import BackbonePreprocessing, build_backbone
-from keras_transfer.models.heads import Head
+from keras_transfer.models.heads import POOLINGS
+from keras_transfer.models.image_backbones import build_backbone
+from keras_transfer.models.layers import BackbonePreprocessing, canonical_pooling, global_pooling
 from keras_transfer.models.transfer_model import TransferModel, resolve_head
 
 
@@ -86,58 +87,13 @@ class ImageClassifier(TransferModel):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
         features = backbone(x) if train_batch_norm else backbone(x, training=False)
-        outputs = head.build(features)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        self.backbone = backbone
-        self.preprocessor = preprocessor
-        self.head = head
-        self.class_names = class_names
+        head_features = head.pool(features)
+        super().__init__(
+            inputs=inputs, outputs=head.build(head_features), backbone=backbone, head=head,
+            head_features=head_features, backbone_outputs=features, preprocessor=preprocessor,
+            class_names=class_names, backbone_name=backbone_name, train_batch_norm=train_batch_norm, **kwargs,
+        )
         self.image_size = tuple(int(size) for size in image_size)
-        self.backbone_name = backbone_name
-        self.train_batch_norm = bool(train_batch_norm)
-
-    @classmethod
-    def create(
-        cls,
-        train,
-        validation_data=None,
-        *,
-        backbone="mobilenet_v2",
-        weights="imagenet",
-        image_size=None,
-        head=None,
-        strategy=None,
-        **fine_tune_options,
-    ):
-        """Builds a classifier for `train` and fine-tunes it, inside `strategy`'s scope.
-
-        The number of classes and their names come from the data. Any
-        `tf.distribute.Strategy` works; the model is built and compiled in its
-        scope. Other keyword arguments go to `fine_tune`.
-
-        Returns:
-            `(model, FineTuneHistory)`.
-        """
-        import tensorflow as tf
-
-        class_names = data_lib.class_names_of(train)
-        if head is None and class_names is None:
-            raise ValueError(
-                "The training data carries no class_names: load it with "
-                "keras_transfer.data, or pass head=Head.multiclass(num_classes)."
-            )
-        strategy = strategy or tf.distribute.get_strategy()
-        with strategy.scope():
-            model = cls(
-                backbone,
-                weights=weights,
-                image_size=image_size,
-                head=head,
-                class_names=class_names,
-            )
-        history = model.fine_tune(train, validation_data, **fine_tune_options)
-        return model, history
 
     def check_data(self, train, validation_data):
         """Fails before any training on data that cannot fit this model."""
@@ -151,49 +107,27 @@ class ImageClassifier(TransferModel):
                     f"image_size={self.image_size[0]}."
                 )
 
-    # --- inference -------------------------------------------------------
+    # --- features ----------------------------------------------------------
 
-    def feature_extractor(self, pooling=None):
-        """A model from raw pixels to pooled backbone features (the head's pooling by default)."""
-        if pooling is None or pooling == self.head.pooling:
-            return super().feature_extractor()
-        x = self.preprocessor(self.inputs[0]) if self.preprocessor is not None else self.inputs[0]
-        features = self.backbone(x, training=False)
-        if len(features.shape) > 2:
-            features = Head.regression(pooling=pooling).pool(features)
-        return keras.Model(self.inputs[0], features, name=f"{self.name}_features")
+    def pooled_features(self, pooling):
+        """The backbone's output pooled with `"mean"`, `"max"` or `"flatten"` (`"avg"` means `"mean"`)."""
+        pooling = canonical_pooling(pooling)
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}.")
+        rank = len(self.backbone_outputs.shape)
+        # A backbone that pools itself gives vectors: they are the head's features.
+        if pooling == self.head.pooling or rank == 2:
+            return self.head_features
+        return global_pooling(pooling, rank, name=f"features_{pooling}_pooling")(self.backbone_outputs)
 
     # --- saving ----------------------------------------------------------
 
     def get_config(self):
         return {
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            "head": self.head.get_config(),
-            "class_names": self.class_names,
+            **super().get_config(),
             "image_size": list(self.image_size),
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone_name": self.backbone_name,
             "train_batch_norm": self.train_batch_norm,
-            **self._backbone_state(),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        backbone_name = config.pop("backbone_name", None)
-        backbone = cls._restore_backbone(config)
-        preprocessor = config.pop("preprocessor")
-        model = cls(
-            backbone,
-            preprocessor=keras.saving.deserialize_keras_object(preprocessor) if preprocessor else None,
-            head=Head.from_config(config.pop("head")),
-            image_size=tuple(config.pop("image_size")),
-            **config,
-        )
-        model.backbone_name = backbone_name or model.backbone_name
-        return model
 
 
 def _image_shape(data):

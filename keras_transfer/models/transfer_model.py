@@ -3,17 +3,23 @@
 `ImageClassifier` and `TextClassifier` are functional Keras models built from a
 backbone and a `Head`; this base class gives them the same answers to the
 transfer-learning questions: compile with the head's loss, freeze and unfreeze
-the backbone, two-phase fine-tuning, LoRA, class predictions.
+the backbone, two-phase fine-tuning, LoRA, features, class predictions, and
+raw inputs (sentences) turned into graph inputs in one place.
 """
+
+import dataclasses
+import inspect
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_transfer import data as data_lib
 from keras_transfer.finetune import two_phase
 from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, unfreeze
 from keras_transfer.finetune.optimizers import make_optimizer
-from keras_transfer.finetune.recipes import IMAGE_RECIPE
+from keras_transfer.finetune.recipes import IMAGE_RECIPE, Recipe
+from keras_transfer.models import task_io
 from keras_transfer.models.heads import Head
 
 # Layers keras-hub and the Keras guides put LoRA on: the attention projections.
@@ -23,12 +29,74 @@ DEFAULT_LORA_TARGETS = ("query_dense", "value_dense", "query", "value")
 class TransferModel(keras.Model):
     """Base class of the keras_transfer tasks; subclasses build the graph.
 
-    Subclasses set `self.backbone`, `self.head` and `self.class_names` after
-    building their functional graph, and may change `RECIPE`.
+    A task builds its functional graph and hands it to `__init__` with the
+    parts the base class works on:
+
+    - `backbone`: the backbone model in the graph;
+    - `head`: the `Head` whose layers end the graph;
+    - `head_features`: the symbolic tensor the head's layers start from (after
+      the head's own pooling): `feature_extractor()` ends and `head_model()`
+      starts there;
+    - `backbone_outputs`: the backbone's symbolic output(s), which
+      `pooled_features` pools another way;
+    - `preprocessor`, `class_names`, `backbone_name` and `train_batch_norm`.
+
+    Tasks whose graph does not take raw inputs (a `TextClassifier` takes token
+    ids, not sentences) override two hooks: `raw_inputs` (which inputs are
+    raw) and `preprocess_samples` (one batch of them -> graph inputs, inside
+    `tf.data`). `fit`, `evaluate`, `predict`, `predict_on_batch` and
+    `model_inputs` go through them; nothing else converts. A task may also
+    change `RECIPE`, what `fine_tune` and `create` do when given no recipe.
     """
 
-    # What `fine_tune` does when given no recipe.
     RECIPE = IMAGE_RECIPE
+
+    def __init__(self, inputs, outputs, *, backbone, head, head_features, backbone_outputs, preprocessor=None,
+                 class_names=None, backbone_name=None, train_batch_norm=False, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.backbone = backbone
+        self.head = head
+        self.head_features = head_features
+        self.backbone_outputs = backbone_outputs
+        self.preprocessor = preprocessor
+        self.class_names = class_names
+        self.backbone_name = backbone_name or backbone.name
+        # False for pretrained weights: BatchNormalization stays frozen, in inference mode.
+        self.train_batch_norm = bool(train_batch_norm)
+
+    @classmethod
+    def create(cls, train, validation_data=None, *, recipe=None, strategy=None, **options):
+        """Builds a model for `train` and fine-tunes it, inside `strategy`'s scope.
+
+        The classes come from the data. Options the constructor takes (e.g.
+        `backbone`, `weights`, `head`) build the model; the others go to
+        `fine_tune` (`checkpoint_dir`, `callbacks`, `batch_size`, `verbose`,
+        and `Recipe` options that change `recipe`). Any
+        `tf.distribute.Strategy` works: the model is built, compiled and given
+        its LoRA adapters (a recipe's `lora_rank`) in its scope; a backbone
+        given as a model must have been built there too.
+
+        Returns:
+            `(model, FineTuneHistory)`.
+        """
+        class_names = data_lib.class_names_of(train)
+        if options.get("head") is None and class_names is None:
+            raise ValueError(
+                "The training data carries no class_names: load it with "
+                "keras_transfer.data, or pass head=Head.multiclass(num_classes)."
+            )
+        build_names = set(inspect.signature(cls.__init__).parameters) - {"self", "class_names", "kwargs"}
+        build_options = {name: options.pop(name) for name in list(options) if name in build_names}
+        recipe_names = {field.name for field in dataclasses.fields(Recipe)}
+        recipe = (recipe or cls.RECIPE).replace(
+            **{name: options.pop(name) for name in list(options) if name in recipe_names})
+        strategy = strategy or tf.distribute.get_strategy()
+        with strategy.scope():
+            model = cls(class_names=class_names, **build_options)
+            if recipe.lora_rank:
+                model.enable_lora(recipe.lora_rank)
+        history = model.fine_tune(train, validation_data, recipe, **options)
+        return model, history
 
     # --- compiling -------------------------------------------------------
 
@@ -76,8 +144,7 @@ class TransferModel(keras.Model):
         model trains them (`train_batch_norm=True`, for training from scratch).
         Takes `top` (count or fraction from the top), `names`, `up_to`, `from_layer`.
         """
-        unfrozen = unfreeze(self.backbone, include_batchnorm=getattr(self, "train_batch_norm", False),
-                            **selector)
+        unfrozen = unfreeze(self.backbone, include_batchnorm=self.train_batch_norm, **selector)
         self._recompile()
         return unfrozen
 
@@ -209,38 +276,44 @@ class TransferModel(keras.Model):
         return two_phase.fine_tune(self, train, validation_data, recipe, checkpoint_dir=checkpoint_dir,
                                    callbacks=callbacks, batch_size=batch_size, verbose=verbose)
 
+    # --- features ----------------------------------------------------------
+
     @property
     def head_input(self):
-        """The tensor the head starts from: the pooled backbone features."""
-        names = [layer.name for layer in self.layers]
-        if "head_pooling" in names:
-            return self.get_layer("head_pooling").output
-        # Otherwise the features are already pooled (by the backbone or a
-        # pooling layer outside the head): the head's first layer takes them.
-        first = next(name for name in names if name.startswith("head_") or name == "predictions")
-        return self.get_layer(first).input
+        """The tensor the head starts from: `head_features` (the name of keras_transfer 0.1.0)."""
+        return self.head_features
 
     def head_model(self):
-        """The head alone, from `head_input` to the outputs, sharing this model's layers.
+        """The head alone, from `head_features` to the outputs, sharing this model's layers.
 
         Training it trains this model's head: that is how a head learns from
         cached features and is already in place on the backbone afterwards.
         """
-        return keras.Model(self.head_input, self.outputs, name=f"{self.name}_head")
+        return keras.Model(self.head_features, self.outputs, name=f"{self.name}_head")
 
-    def feature_extractor(self):
-        """A model from this model's inputs to the pooled features the head sees."""
-        return keras.Model(self.inputs, self.head_input, name=f"{self.name}_features")
+    def feature_extractor(self, pooling=None):
+        """A model from this model's inputs to one feature vector per example.
+
+        Args:
+            pooling: None for the features the head sees; else a pooling of
+                the backbone's output that the task knows (`pooled_features`):
+                `"mean"`, `"max"` or `"flatten"` for images, `"mean"`,
+                `"max"`, `"cls"` or `"pooled"` for text.
+        """
+        features = self.head_features if pooling is None else self.pooled_features(pooling)
+        return keras.Model(self.inputs, features, name=f"{self.name}_features")
+
+    def pooled_features(self, pooling):
+        """The symbolic features of `backbone_outputs` pooled with `pooling`; tasks with pooling choices override it."""
+        raise ValueError(f"{type(self).__name__} has no pooling choices: call feature_extractor() without pooling.")
 
     def labelled_dataset(self, data, batch_size):
         """`(model inputs, labels)` batches of a dataset or an `(inputs, labels)` tuple."""
-        import tensorflow as tf
-
         if isinstance(data, tf.data.Dataset):
             return self.model_inputs(data)
         inputs, labels = data
-        converted = self.model_inputs((inputs, labels))
-        if isinstance(converted, tf.data.Dataset):
+        converted = self._graph_batches(inputs, labels, batch_size=batch_size)
+        if converted is not None:
             return converted
         return tf.data.Dataset.from_tensor_slices((inputs, np.asarray(labels))).batch(batch_size or 32)
 
@@ -274,22 +347,87 @@ class TransferModel(keras.Model):
         Probabilities are those of the predicted class (softmax applied when
         the head outputs logits).
         """
-        if self.head.task not in ("multiclass", "binary"):
+        if self.head.task not in task_io.CLASSIFICATION_TASKS:
             raise ValueError(f"predict_classes needs a classification head, not {self.head.task!r}.")
-        outputs = np.asarray(self.predict(inputs, batch_size=batch_size, verbose=0))
-        if self.head.task == "binary":
-            scores = 1 / (1 + np.exp(-outputs[:, 0])) if self.head.from_logits else outputs[:, 0]
-            indices = (scores >= 0.5).astype(int)
-            return indices, np.where(indices == 1, scores, 1 - scores)
-        if self.head.from_logits:
-            outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-            outputs /= outputs.sum(axis=1, keepdims=True)
-        indices = outputs.argmax(axis=1)
-        return indices, outputs[np.arange(len(indices)), indices]
+        decoded = task_io.decode_outputs(self.predict(inputs, batch_size=batch_size, verbose=0), self.head)
+        return decoded.classes, decoded.confidence
+
+    # --- raw inputs -> graph inputs ------------------------------------------
+
+    def raw_inputs(self, x):
+        """`x` as raw samples that `preprocess_samples` converts, or None when the graph takes `x` as is.
+
+        Raw samples are an array (one per example) or a `tf.data.Dataset`
+        that yields batches of them (with labels or not). The graph of an
+        image task takes pixels as they come: always None.
+        """
+        return None
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        """One batch of raw samples -> the graph's inputs, run inside `tf.data` (keras-hub's name)."""
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
     def model_inputs(self, data):
-        """`data` in the form the Keras graph takes (tasks with outside preprocessing convert it)."""
-        return data
+        """`data` in the form the Keras graph takes; anything not raw is returned as is.
+
+        Raw samples (e.g. a list of sentences) become the graph's inputs as
+        numpy arrays; an `(inputs, labels)` tuple or a dataset of raw samples
+        becomes a dataset of batches of graph inputs.
+        """
+        if isinstance(data, tuple):
+            converted = self._graph_batches(*data)
+            return data if converted is None else converted
+        raw = self.raw_inputs(data)
+        if raw is None:
+            return data
+        if isinstance(raw, tf.data.Dataset):
+            return raw.map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE)
+        inputs = self.preprocess_samples(tf.constant(raw))
+        return keras.tree.map_structure(lambda value: np.asarray(value), inputs)
+
+    def _graph_batches(self, x, y=None, sample_weight=None, *, batch_size=None, shuffle=False):
+        """A dataset of graph-input batches for raw `x` (labelled by `y`), or None when `x` is not raw."""
+        raw = self.raw_inputs(x)
+        if raw is None:
+            return None
+        if isinstance(raw, tf.data.Dataset):
+            return raw.map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE)
+        labels = None if y is None else np.asarray(y)
+        weights = None if sample_weight is None else np.asarray(sample_weight)
+        dataset = tf.data.Dataset.from_tensor_slices(keras.utils.pack_x_y_sample_weight(raw, labels, weights))
+        if shuffle:
+            dataset = dataset.shuffle(len(raw), reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size or 32).map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, **kwargs):
+        """`keras.Model.fit` that also takes raw inputs (e.g. sentences, as lists or string datasets)."""
+        batches = self._graph_batches(x, y, batch_size=batch_size, shuffle=shuffle)
+        if batches is not None:
+            # The dataset is batched and shuffled already.
+            x, y, batch_size, shuffle = batches, None, None, False
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                           validation_split=validation_split, validation_data=self.model_inputs(validation_data),
+                           shuffle=shuffle, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """`keras.Model.evaluate` that also takes raw inputs."""
+        batches = self._graph_batches(x, y, batch_size=batch_size)
+        if batches is not None:
+            x, y, batch_size = batches, None, None
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
+
+    def predict(self, x, batch_size=None, *args, **kwargs):
+        """`keras.Model.predict` that also takes raw inputs."""
+        batches = self._graph_batches(x, batch_size=batch_size)
+        if batches is not None:
+            x, batch_size = batches, None
+        return super().predict(x, batch_size, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        """`keras.Model.predict_on_batch` that also takes raw inputs."""
+        return super().predict_on_batch(self.model_inputs(x))
 
     def export_assets(self, folder):
         """Writes what a deployed model needs beside it into `folder`; returns metadata entries."""
@@ -297,17 +435,28 @@ class TransferModel(keras.Model):
 
     # --- saving ----------------------------------------------------------
 
-    def _backbone_state(self):
-        # keras-hub backbones rebuild from constructor arguments, which
-        # forgets which of their layers were frozen: keep that in the config.
+    def get_config(self):
+        """What every task saves; tasks add their own constructor arguments."""
         return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+            "head": self.head.get_config(),
+            "class_names": self.class_names,
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone_name": self.backbone_name,
+            # keras-hub backbones rebuild from constructor arguments, which
+            # forgets which of their layers were frozen: keep that in the config.
             "backbone_trainable": self.backbone.trainable,
             "backbone_layers_trainable": {layer.name: layer.trainable for layer in self.backbone.layers},
         }
 
-    @staticmethod
-    def _restore_backbone(config):
-        """Pops the backbone and its trainable flags from a config; returns the backbone."""
+    @classmethod
+    def from_config(cls, config):
+        # The constructor builds the graph again, so the contract's tensors
+        # (head_features, backbone_outputs) are those of the loaded model.
+        config = dict(config)
+        backbone_name = config.pop("backbone_name", None)
         backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
         backbone_trainable = config.pop("backbone_trainable", None)
         layers_trainable = config.pop("backbone_layers_trainable", None) or {}
@@ -316,7 +465,15 @@ class TransferModel(keras.Model):
         for layer in backbone.layers:
             if layer.name in layers_trainable:
                 layer.trainable = layers_trainable[layer.name]
-        return backbone
+        preprocessor = config.pop("preprocessor", None)
+        model = cls(
+            backbone,
+            preprocessor=keras.saving.deserialize_keras_object(preprocessor) if preprocessor else None,
+            head=Head.from_config(config.pop("head")),
+            **config,
+        )
+        model.backbone_name = backbone_name or model.backbone_name
+        return model
 
 
 def resolve_head(head, num_classes, class_names):

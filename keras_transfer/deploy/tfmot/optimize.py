@@ -13,30 +13,25 @@ exports to LiteRT:
 1.0
 """
 
-import contextlib
 import dataclasses
-import math
-import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer import atomic_files as files
+from keras_transfer.deploy.checks import check_export, guess_head
+from keras_transfer.deploy.export import export
 from keras_transfer.deploy.tfmot.bridge import check_model, tf_keras, tfmot, to_tf_keras
-from keras_transfer.deploy.export import (
-    Quantization,
-    check_export,
-    export_metadata,
-    metadata_path,
-    refuse_to_overwrite,
-)
+from keras_transfer.deploy.tfmot.qat_config import calibrate_ranges, output_quantize_config
+from keras_transfer.finetune.two_phase import steps_per_epoch_of
 from keras_transfer.models.heads import Head
 
 METHODS = ("quantization_aware", "prune", "cluster")
 # Layers whose kernels TF-MOT prunes and clusters (its registries leave
 # DepthwiseConv2D kernels alone).
 _KERNEL_LAYERS = ("Conv1D", "Conv2D", "Dense")
+# Batch size of fine-tuning on `(inputs, labels)` arrays.
+_FIT_BATCH_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -61,13 +56,13 @@ class OptimizedModel:
     settings: dict
     history: dict
     head: Head
-    class_names: Optional[list] = None
-    sparsity: Optional[float] = None
-    unique_values: Optional[dict] = None
+    class_names: list | None = None
+    sparsity: float | None = None
+    unique_values: dict | None = None
     bridge: Any = dataclasses.field(default=None, repr=False)
 
     def to_tflite(self, path, *, overwrite=False, optimize=None, metadata=None):
-        """Converts the model to a LiteRT file with a dynamic batch size, atomically.
+        """Exports the model to a LiteRT file through `keras_transfer.deploy.export.export`.
 
         Quantization-aware models become real int8 models (float inputs and
         outputs); pruned and clustered ones stay float32 unless `optimize=True`
@@ -84,32 +79,12 @@ class OptimizedModel:
         Returns:
             The path written.
         """
-        path = os.fspath(path)
-        if not path.endswith(".tflite"):
-            raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
         optimize = self.method == "quantization_aware" if optimize is None else optimize
-        (model_input,) = self.model.inputs
-        spec = tf.TensorSpec([None, *model_input.shape[1:]], model_input.dtype,
-                             name=model_input.name.split(":")[0])
+        # What the file holds: the quantization the converter's "dynamic" mode makes of this model.
         quantization = {"mode": "int8" if self.method == "quantization_aware" else
                         "dynamic" if optimize else "none", "method": self.method, **self.settings}
-        info = export_metadata(self, "tflite", path, [spec], Quantization.none(),
-                               {"quantization": quantization, **(metadata or {})})
-        refuse_to_overwrite([path, metadata_path(path)], overwrite)
-
-        @tf.function(input_signature=[spec])
-        def serve(inputs):
-            return self.model(inputs, training=False)
-
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], self.model)
-        if optimize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        flatbuffer = converter.convert()
-        with files.atomic_path(path) as temporary:
-            with open(temporary, "wb") as file:
-                file.write(flatbuffer)
-            files.write_json(info, metadata_path(path))
-        return path
+        return export(self, path, quantization="dynamic" if optimize else "none", engine="tf_keras",
+                      metadata={"quantization": quantization, **(metadata or {})}, overwrite=overwrite).path
 
     def check(self, path, data, **options):
         """`keras_transfer.deploy.export.check_export` of the LiteRT file at `path` against this model."""
@@ -161,7 +136,7 @@ def quantization_aware(
     bridged = _bridge_for_fine_tuning(model, train_data)
     quantize = tfmot().quantization.keras
     registry = quantize.default_8bit.Default8BitQuantizeRegistry()
-    output_only = _output_quantize_config()
+    output_only = output_quantize_config()
 
     def annotate(layer):
         if registry.supports(layer):
@@ -174,7 +149,7 @@ def quantization_aware(
     annotated = tf_keras().models.clone_model(bridged.model, clone_function=annotate)
     with quantize.quantize_scope({type(output_only).__name__: type(output_only)}):
         quantized = quantize.quantize_apply(annotated)
-    _calibrate_ranges(quantized, train_data, calibration_batches)
+    calibrate_ranges(quantized, train_data, calibration_batches, _FIT_BATCH_SIZE)
     history = _fine_tune(quantized, model, train_data, epochs, learning_rate, validation_data,
                          steps_per_epoch, verbose)
     return _result(quantized, "quantization_aware", settings, history, model, bridged)
@@ -211,7 +186,7 @@ def prune(
     """
     _check_arguments(model, train_data, epochs=epochs, sparsity=sparsity)
     sparsity_lib = tfmot().sparsity.keras
-    total_steps = epochs * (steps_per_epoch or _steps_per_epoch(train_data))
+    total_steps = epochs * (steps_per_epoch or _counted_steps_per_epoch(train_data))
     schedule = _pruning_schedule(sparsity_lib, sparsity, total_steps)
     settings = {"sparsity": sparsity, "epochs": epochs, "learning_rate": learning_rate,
                 "schedule": type(schedule).__name__}
@@ -369,35 +344,21 @@ def _first_labels(data):
     return None
 
 
-def _steps_per_epoch(data, batch_size=32):
-    if isinstance(data, tuple):
-        return math.ceil(len(data[0]) / batch_size)
-    steps = int(data.cardinality())
-    return steps if steps > 0 else sum(1 for _ in data)
+def _counted_steps_per_epoch(data):
+    """Batches per epoch; a dataset of unknown length is counted by iterating it once."""
+    if isinstance(data, tf.data.Dataset) and int(data.cardinality()) < 0:
+        return sum(1 for _ in data)
+    return steps_per_epoch_of(data, _FIT_BATCH_SIZE)
 
 
 def _fit_arguments(data):
     if isinstance(data, tuple):
-        return {"x": np.asarray(data[0]), "y": np.asarray(data[1]), "batch_size": 32}
+        return {"x": np.asarray(data[0]), "y": np.asarray(data[1]), "batch_size": _FIT_BATCH_SIZE}
     return {"x": data}
 
 
 # --------------------------------------------------------------------------
 # Training.
-
-
-def _head_of(model):
-    """The Keras 3 model's head, or one guessed from its output layer."""
-    head = getattr(model, "head", None)
-    if head is not None:
-        return head
-    units = model.outputs[0].shape[-1]
-    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", "linear")
-    if activation == "softmax":
-        return Head.multiclass(units)
-    if activation == "sigmoid":
-        return Head.binary() if units == 1 else Head.multilabel(units)
-    return Head.regression(units)
 
 
 def _loss_and_metrics(head, labels):
@@ -410,7 +371,7 @@ def _loss_and_metrics(head, labels):
         return (tfk.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits),
                 [tfk.metrics.SparseCategoricalAccuracy(name="accuracy")])
     if head.task in ("binary", "multilabel"):
-        threshold = 0.0 if head.from_logits else 0.5
+        threshold = 0.0 if head.from_logits else 0.5  # on logits, decode_outputs' 0.5 after the sigmoid
         return (tfk.losses.BinaryCrossentropy(from_logits=head.from_logits),
                 [tfk.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)])
     return tfk.losses.MeanSquaredError(), [tfk.metrics.MeanAbsoluteError(name="mae")]
@@ -418,7 +379,7 @@ def _loss_and_metrics(head, labels):
 
 def _fine_tune(tf_model, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch,
                verbose, callbacks=()):
-    loss, metrics = _loss_and_metrics(_head_of(model), _first_labels(train_data))
+    loss, metrics = _loss_and_metrics(guess_head(model), _first_labels(train_data))
     tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     if isinstance(validation_data, tuple):
         validation_data = tuple(np.asarray(part) for part in validation_data)
@@ -431,7 +392,7 @@ def _fine_tune(tf_model, model, train_data, epochs, learning_rate, validation_da
 
 def _result(tf_model, method, settings, history, model, bridged):
     return OptimizedModel(
-        model=tf_model, method=method, settings=settings, history=history, head=_head_of(model),
+        model=tf_model, method=method, settings=settings, history=history, head=guess_head(model),
         class_names=getattr(model, "class_names", None), bridge=bridged,
     )
 
@@ -441,7 +402,7 @@ def _has_kernel(layer):
 
 
 def _is_preprocessing(layer):
-    from keras_transfer.models.backbones import BackbonePreprocessing
+    from keras_transfer.models.layers import BackbonePreprocessing
 
     return isinstance(layer._keras_transfer_source[0], BackbonePreprocessing)
 
@@ -456,79 +417,3 @@ def _pruning_schedule(sparsity_lib, sparsity, total_steps):
     end_step -= end_step % frequency
     return sparsity_lib.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
                                         end_step=end_step, frequency=frequency)
-
-
-# --------------------------------------------------------------------------
-# Quantization details.
-
-
-def _output_quantize_config():
-    """A TF-MOT QuantizeConfig that keeps a layer's math float and quantizes its output."""
-    quantize = tfmot().quantization.keras
-
-    class OutputOnlyQuantizeConfig(quantize.QuantizeConfig):
-        def get_weights_and_quantizers(self, layer):
-            return []
-
-        def get_activations_and_quantizers(self, layer):
-            return []
-
-        def set_quantize_weights(self, layer, quantize_weights):
-            pass
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            pass
-
-        def get_output_quantizers(self, layer):
-            return [quantize.quantizers.MovingAverageQuantizer(
-                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
-
-        def get_config(self):
-            return {}
-
-    return OutputOnlyQuantizeConfig()
-
-
-@contextlib.contextmanager
-def _range_decay(decay):
-    """Makes TF-MOT's moving-average range quantizers use `decay` instead of 0.999.
-
-    TF-MOT hard-codes the decay, so the function it calls is swapped for the
-    duration (only graphs traced inside see it).
-    """
-    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-
-    original = quant_ops.MovingAvgQuantize
-
-    def with_decay(*args, **kwargs):
-        kwargs["ema_decay"] = decay
-        return original(*args, **kwargs)
-
-    quant_ops.MovingAvgQuantize = with_decay
-    try:
-        yield
-    finally:
-        quant_ops.MovingAvgQuantize = original
-
-
-def _calibrate_ranges(quantized, train_data, num_batches):
-    """Sets every quantizer's range from real data before training moves a weight.
-
-    Forward passes in training mode (where quantizers update their ranges)
-    with a decay of k/(k+1) at batch k: each activation range becomes the
-    mean of the batches' min and max, and each weight range its kernel's.
-    """
-    decay = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-    batches = (train_data[0][start:start + 32] for start in range(0, len(train_data[0]), 32)) \
-        if isinstance(train_data, tuple) else (batch[0] for batch in train_data)
-    with _range_decay(decay):
-
-        @tf.function
-        def observe(inputs):
-            quantized(inputs, training=True)
-
-        for index, inputs in enumerate(batches):
-            if index >= num_batches:
-                break
-            decay.assign(index / (index + 1))
-            observe(tf.convert_to_tensor(inputs))

@@ -1,0 +1,199 @@
+"""`keras-transfer train`: an image classifier on a folder of images, with `IMAGE_RECIPE`.
+
+The options change `keras_transfer.finetune.recipes.IMAGE_RECIPE`: each one
+left out (None) keeps the recipe's value, which `--help` shows.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from keras_transfer.cli import common
+from keras_transfer.cli.common import CommandError
+from keras_transfer.data import AUGMENTATION_PRESETS
+from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS, SCHEDULES
+
+CONSTANT = "constant"  # --schedule's name for the recipe's `schedule=None`
+
+
+def add_parser(subparsers):
+    recipe = IMAGE_RECIPE
+    parser = subparsers.add_parser(
+        "train",
+        help="train an image classifier on a folder of images (one sub-folder per class)",
+        description="Trains the head on a frozen pretrained backbone, then fine-tunes the "
+        "top of the backbone. Writes OUT_DIR/model.keras, report.json, "
+        "training_curves.png and confusion_matrix.png.",
+    )
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="training images, one sub-folder per class")
+    validation = parser.add_mutually_exclusive_group()
+    validation.add_argument("--val-dir", metavar="DIR", help="validation images, same sub-folders")
+    validation.add_argument("--val-split", type=float, metavar="F", help="hold out this fraction of DATA_DIR")
+    parser.add_argument("--backbone", required=True, metavar="NAME",
+                        help="registry name (see `keras-transfer backbones`), keras-hub preset or folder")
+    parser.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
+                        help="backbone weights (default: imagenet)")
+    parser.add_argument("--image-size", type=int, metavar="N", help="square input size (default: the backbone's)")
+    parser.add_argument("--head-epochs", type=int, metavar="N",
+                        help=f"epochs with the backbone frozen (default: {recipe.head_epochs})")
+    parser.add_argument("--finetune-epochs", type=int, metavar="N",
+                        help=f"epochs fine-tuning (default: {recipe.finetune_epochs})")
+    parser.add_argument("--unfreeze", metavar="N|F|LAYER|all",
+                        help="backbone part to fine-tune: layers from the top, a fraction, "
+                        f"a layer name and all above it, or all (default: {recipe.unfreeze})")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help=f"head-phase optimizer (default: {recipe.optimizer})")
+    parser.add_argument("--finetune-optimizer", choices=OPTIMIZERS,
+                        help=f"fine-tuning optimizer (default: {recipe.finetune_optimizer})")
+    parser.add_argument("--head-lr", type=float, metavar="LR", help=f"default: {recipe.head_learning_rate:g}")
+    parser.add_argument("--finetune-lr", type=float, metavar="LR",
+                        help=f"default: {recipe.finetune_learning_rate:g}")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N")
+    parser.add_argument("--augment", default="standard", metavar="PRESET", choices=AUGMENTATION_PRESETS,
+                        help=f"{', '.join(AUGMENTATION_PRESETS[:-1])} or {AUGMENTATION_PRESETS[-1]} "
+                        "(default: standard)")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="stop a phase after PATIENCE epochs without improvement")
+    parser.add_argument("--cache-features", action="store_true",
+                        help="run the frozen backbone once and train the head on its cached features "
+                        "(the head phase then sees no augmentation)")
+    parser.add_argument("--schedule", choices=(CONSTANT, *SCHEDULES),
+                        help="learning-rate schedule of each phase, peaking at its LR "
+                        f"(default: {recipe.schedule or CONSTANT})")
+    parser.add_argument("--layer-decay", type=common.positive_float, metavar="F",
+                        help="fine-tune each backbone block at F times the rate of the block above it")
+    parser.add_argument("--progressive", type=common.positive_int, metavar="N",
+                        help="unfreeze the backbone N blocks per fine-tuning epoch from the top, "
+                        "instead of --unfreeze")
+    parser.add_argument("--lr-find", action="store_true",
+                        help="run an LR range test on the head first, use its suggestion as --head-lr "
+                        "and write lr_finder.png")
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
+    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def parse_unfreeze(text):
+    """`--unfreeze`: `all`, a count of layers, a fraction, or a layer name."""
+    if text is None or text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text  # a layer name
+
+
+def image_recipe(args):
+    """`IMAGE_RECIPE` with the options given; a CommandError for values it refuses."""
+    unfreeze = parse_unfreeze(args.unfreeze)
+    if args.progressive:
+        from keras_transfer.finetune.progressive import ProgressiveUnfreezing
+
+        unfreeze = ProgressiveUnfreezing(blocks_per_epoch=args.progressive)
+    recipe = common.recipe(
+        IMAGE_RECIPE.replace,
+        head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs, unfreeze=unfreeze,
+        optimizer=args.optimizer, finetune_optimizer=args.finetune_optimizer,
+        head_learning_rate=args.head_lr, finetune_learning_rate=args.finetune_lr,
+        early_stopping=args.early_stopping, cache_features=args.cache_features or None,
+        layer_decay=args.layer_decay, schedule=None if args.schedule == CONSTANT else args.schedule,
+    )
+    if args.schedule == CONSTANT:  # `replace` keeps the recipe's value for None
+        recipe = dataclasses.replace(recipe, schedule=None)
+    return recipe
+
+
+def run(args):
+    recipe = image_recipe(args)
+    common.check_output_dir(args.output, args.overwrite)
+    import keras
+
+    from keras_transfer import atomic_files as files
+    from keras_transfer import data, evaluation
+    from keras_transfer.models import ImageClassifier
+    from keras_transfer.models.image_backbones import default_image_size
+
+    keras.utils.set_random_seed(args.seed)
+    try:
+        image_size = args.image_size or default_image_size(args.backbone)
+        loaded = data.image_folder(
+            args.data_dir, image_size=image_size, batch_size=args.batch_size,
+            validation_split=args.val_split, validation_dir=args.val_dir,
+            augment=None if args.augment == "none" else args.augment, seed=args.seed,
+        )
+        train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
+        model = ImageClassifier(
+            args.backbone, class_names=train.class_names,
+            weights=args.weights, image_size=image_size,
+        )
+        model.check_data(train, validation)
+    except common.bad_input_errors() as error:
+        raise CommandError(error) from error
+
+    start = time.perf_counter()
+    finder = None
+    if args.lr_find:
+        from keras_transfer.finetune.lr_finder import find_learning_rate
+
+        model.freeze_backbone()
+        model.compile(recipe.optimizer, learning_rate=recipe.head_learning_rate)
+        finder = find_learning_rate(model, train, num_steps=min(100, 10 * len(train)), verbose=1)
+        recipe = recipe.replace(head_learning_rate=finder.suggestion)
+        print(f"LR finder suggests a head learning rate of {recipe.head_learning_rate:.2e}.")
+    history = model.fine_tune(train, validation, recipe=recipe)
+    seconds = time.perf_counter() - start
+
+    evaluated = validation if validation is not None else train
+    report = evaluation.evaluate_model(model, evaluated)
+    os.makedirs(args.output, exist_ok=True)
+    files.save_model(model, os.path.join(args.output, "model.keras"))
+    evaluation.plot_training_curves(history, os.path.join(args.output, "training_curves.png"))
+    evaluation.plot_confusion_matrix(
+        report.confusion_matrix, report.class_names, os.path.join(args.output, "confusion_matrix.png")
+    )
+    if finder is not None:
+        finder.plot(os.path.join(args.output, "lr_finder.png"))
+    trainable, total = model.parameter_counts()
+    summary = {
+        "head_learning_rate": recipe.head_learning_rate,
+        "backbone": model.backbone_name,
+        "weights": args.weights,
+        "image_size": list(model.image_size),
+        "classes": train.class_names,
+        "train_examples": train.num_examples,
+        "val_examples": validation.num_examples if validation is not None else 0,
+        "val_accuracy": report.accuracy if validation is not None else None,
+        "train_accuracy": report.accuracy if validation is None else None,
+        "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
+        "phases": {
+            name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
+            for name, phase in history.phases
+        },
+        "seconds": round(seconds, 2),
+        "trainable_params": trainable,
+        "total_params": total,
+        "history": history.merged(),
+        "evaluation": report.to_dict(),
+    }
+    files.write_json(summary, os.path.join(args.output, "report.json"))
+
+    print()
+    print(report.format_text())
+    scored = "validation" if validation is not None else "training (no validation data given)"
+    phases = ", ".join(f"{name} {phase['epochs']} epochs" for name, phase in summary["phases"].items())
+    print(f"\n{model.backbone_name} on {len(train.class_names)} classes, {train.num_examples} training images: "
+          f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
+          f"({phases}).")
+    if summary["skipped_files"]:
+        print(f"Skipped {len(summary['skipped_files'])} unreadable files (listed in report.json).")
+    print(f"Wrote model.keras, report.json, training_curves.png, confusion_matrix.png to {args.output}")
+    if args.json:
+        print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))

@@ -1,0 +1,228 @@
+"""Text datasets from CSV or TSV files, one example per row."""
+
+import csv
+import os
+
+import numpy as np
+
+from keras_transfer.data.text_datasets import label_columns_of, load_text
+from keras_transfer.data.text_rows import Rows
+from keras_transfer.errors import DataError
+
+
+def _sniff_delimiter(path, first_line, sample):
+    extension = os.path.splitext(path)[1].lower()
+    if extension in (".tsv", ".tab"):
+        return "\t"
+    if extension == ".csv":
+        return ","
+    if "\t" in first_line:
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _check_file(path):
+    if not os.path.exists(path):
+        raise DataError(f"text file {path!r} does not exist: check the path.")
+    if os.path.isdir(path):
+        raise DataError(f"{path!r} is a folder: pass a CSV or TSV file.")
+
+
+def _read_table(path, delimiter):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            sample = file.read(64 * 1024)
+            file.seek(0)
+            if delimiter == "auto":
+                delimiter = _sniff_delimiter(path, sample.split("\n", 1)[0], sample)
+            # Tab-separated files rarely quote, and texts start with quotes
+            # ('"Hi" he said'): csv quoting would merge rows there.
+            quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+            reader = csv.reader(file, delimiter=delimiter, quoting=quoting)
+            rows, lines = [], []
+            line = 0  # lines read so far: a row starts on the next one
+            # Long documents exceed csv's default 128 KiB field limit.
+            old_limit = csv.field_size_limit(2**31 - 1)
+            try:
+                for row in reader:
+                    if any(field.strip() for field in row):  # skip blank lines
+                        rows.append(row)
+                        lines.append(line + 1)
+                    line = reader.line_num
+            finally:
+                csv.field_size_limit(old_limit)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"text file {path!r} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}): save it as UTF-8."
+        ) from None
+    except csv.Error as error:
+        raise DataError(f"text file {path!r} is not valid CSV: {error}.") from None
+    return rows, lines, delimiter
+
+
+def _read_text_file(path, text_column, label_columns, header, delimiter, what):
+    """Read one CSV/TSV file into `Rows`."""
+    path = os.fspath(path)
+    _check_file(path)
+    rows, lines, delimiter = _read_table(path, delimiter)
+    source = f"{what} {path!r}"
+    if not rows:
+        raise DataError(
+            f"{source} is empty: it needs one row per example with a text and a label."
+        )
+    columns = [text_column, *label_columns]
+    named = [column for column in columns if isinstance(column, str)]
+    first_row = [field.strip() for field in rows[0]]
+    missing = [name for name in named if name not in first_row]
+    if named and header is False:
+        raise DataError(
+            f"column names {named} need a header row, but header=False for "
+            f"{source}: pass 0-based int column indexes."
+        )
+    if missing:
+        raise DataError(
+            f"column(s) {missing} not found in the header of {source}; available "
+            f"columns: {first_row}. If the file has no header row, pass "
+            f"header=False and 0-based int column indexes."
+        )
+    if header is True or (header == "auto" and named):
+        rows, lines = rows[1:], lines[1:]
+        if not rows:
+            raise DataError(f"{source} has a header but no data rows: add examples.")
+    indexes = [first_row.index(c) if isinstance(c, str) else c for c in columns]
+
+    def locate(i):
+        return f"line {lines[i]} of {path!r}"
+
+    needed = max(indexes) + 1
+    for i, row in enumerate(rows):
+        if len(row) < needed:
+            raise DataError(
+                f"{locate(i)} has {len(row)} field(s) but the columns need "
+                f"{needed}: check the delimiter (read as {delimiter!r}) and that "
+                f"the row has a text and a label."
+            )
+    texts = [row[indexes[0]] for row in rows]
+    if len(label_columns) == 1:
+        labels = [row[indexes[1]].strip() for row in rows]
+    else:
+        labels = [[row[index] for index in indexes[1:]] for row in rows]
+    return Rows(texts, labels, locate, source)
+
+
+def text_file(
+    path,
+    *,
+    text_column,
+    label_column,
+    header="auto",
+    delimiter="auto",
+    validation_file=None,
+    validation_split=None,
+    label_mode="int",
+    label_separator=None,
+    class_names=None,
+    clean=None,
+    max_examples=None,
+    batch_size=32,
+    shuffle=True,
+    seed=1337,
+):
+    """Load a text dataset from a CSV or TSV file, one example per row.
+
+    Args:
+        path: The CSV/TSV file (UTF-8). Blank lines are skipped.
+        text_column: Column with the text: a header name, or a 0-based int.
+        label_column: Column with the label, a name or a 0-based int; for
+            `label_mode="regression"` also a list of columns, giving
+            `(B, K)` targets.
+        header: True, False or "auto": a header is detected when the named
+            columns all appear in the first row. With int columns "auto"
+            means no header; pass header=True to skip one.
+        delimiter: Field separator, or "auto": tab for .tsv, comma for .csv,
+            otherwise tab when the first line has one, else sniffed from
+            ",;|". Tab-separated files are read without quote handling
+            (texts may start with quotes); other files use CSV quoting.
+        validation_file: Optional second file, read with the same columns
+            and options. Each file detects its own header, so an int column
+            works when the two headers name the text column differently.
+        validation_split: Optional fraction in (0, 1) of the rows to hold out
+            for validation: seeded, stratified by class for "int" labels and
+            random for the others (see
+            `keras_transfer.data.splits.split_train_validation`); the last
+            rows of each class when `shuffle=False`. Not together with
+            `validation_file`.
+        label_mode: "int" (class indices), "multi_label" (multi-hot, labels
+            split by `label_separator`) or "regression" (float targets).
+        label_separator: For "multi_label", the separator of the class names
+            in a label, e.g. "|" for "sports|politics".
+        class_names: Optional list of classes (fixes their order). Labels are
+            matched by name; integer labels that are not class names index
+            into `class_names` (e.g. 0/1 with ["negative", "positive"]).
+            Defaults to the sorted training labels (numerically sorted when
+            all are integers).
+        clean: None, cleaning step names or a `TextCleaner` (or any function
+            on tf.string tensors), applied inside the pipeline to both
+            datasets.
+        max_examples: Optional cap on the examples taken from each file: a
+            seeded random subset (in file order), not the first rows. Classes
+            still come from the whole training file.
+        batch_size: Number of texts per batch.
+        shuffle: Whether to shuffle the training data (every epoch).
+        seed: Seed for shuffling, the split and `max_examples`.
+
+    Returns:
+        The training dataset, or `(train, validation)` when `validation_file`
+        or `validation_split` is given.
+
+    Raises:
+        DataError: for a missing or empty file, a missing column, a row with
+            an empty text (the message names its line) or a short row, a
+            validation label not seen in training, a single class, a text
+            column of numbers or a bad split.
+
+    Example:
+        >>> train, val = text_file("spam.tsv", text_column="SMS",
+        ...                        label_column="Label", validation_split=0.2,
+        ...                        clean=["lower", "collapse_whitespace"])
+        >>> train.class_names, train.num_examples
+        (['ham', 'spam'], 4460)
+    """
+    label_columns = label_columns_of(label_column, label_mode)
+    if header not in (True, False, "auto"):
+        raise DataError(f"header must be True, False or 'auto', got {header!r}.")
+    for column in [text_column, *label_columns]:
+        if (
+            not isinstance(column, (str, int, np.integer))
+            or isinstance(column, bool)
+            or (not isinstance(column, str) and column < 0)
+        ):
+            raise DataError(
+                f"columns must be header names or 0-based int indexes, got {column!r}."
+            )
+    def read(file, what):
+        return _read_text_file(file, text_column, label_columns, header, delimiter, what)
+
+    def read_rows():
+        train = read(path, "file")
+        if validation_file is None:
+            return train, None
+        return train, read(validation_file, "validation file")
+
+    return load_text(
+        read_rows,
+        has_validation_source=validation_file is not None,
+        label_mode=label_mode,
+        label_separator=label_separator,
+        class_names=class_names,
+        clean=clean,
+        max_examples=max_examples,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        validation_split=validation_split,
+    )
