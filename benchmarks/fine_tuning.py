@@ -38,8 +38,7 @@ import tensorflow as tf
 
 import keras_transfer as kt
 
-TARGETS = {"accuracy_min": 0.985, "time_ratio_max": 1 / 3, "frozen_floor_ratio_max": 1.5,
-           "overhead_ratio_max": 1.02}
+TARGETS = {"accuracy_min": 0.985, "time_ratio_max": 1 / 3, "frozen_floor_ratio_max": 1.5, "overhead_ratio_max": 1.02}
 BATCH_SIZE = 32
 PARTS = ("floor", "recipes", "overhead", "switches")
 
@@ -52,21 +51,32 @@ class EpochClock(keras.callbacks.Callback):
         self.start, self.phase, self.curve = start, phase, curve
 
     def on_epoch_end(self, epoch, logs=None):
-        self.curve.append({"phase": self.phase, "epoch": epoch + 1,
-                           "seconds": round(time.perf_counter() - self.start, 2),
-                           "val_accuracy": float(logs["val_accuracy"])})
+        self.curve.append(
+            {
+                "phase": self.phase,
+                "epoch": epoch + 1,
+                "seconds": round(time.perf_counter() - self.start, 2),
+                "val_accuracy": float(logs["val_accuracy"]),
+            }
+        )
 
 
 def plain_folder(root, subset, image_size, shuffle):
     dataset = keras.utils.image_dataset_from_directory(
-        os.path.join(root, subset), shuffle=shuffle, batch_size=BATCH_SIZE,
-        image_size=(image_size, image_size), seed=1337, verbose=False)
+        os.path.join(root, subset),
+        shuffle=shuffle,
+        batch_size=BATCH_SIZE,
+        image_size=(image_size, image_size),
+        seed=1337,
+        verbose=False,
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def mobilenet_v2(image_size):
     return keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), include_top=False, weights="imagenet")
+        input_shape=(image_size, image_size, 3), include_top=False, weights="imagenet"
+    )
 
 
 def tutorial_model(image_size, augment=True):
@@ -76,8 +86,7 @@ def tutorial_model(image_size, augment=True):
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
     if augment:
-        x = keras.Sequential([keras.layers.RandomFlip("horizontal"),
-                              keras.layers.RandomRotation(0.2)])(x)
+        x = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)])(x)
     x = keras.applications.mobilenet_v2.preprocess_input(x)
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -86,8 +95,11 @@ def tutorial_model(image_size, augment=True):
 
 
 def compile_binary(model, optimizer):
-    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+    )
 
 
 def tutorial_recipe(root, head_epochs=10, finetune_epochs=10, image_size=160):
@@ -99,23 +111,29 @@ def tutorial_recipe(root, head_epochs=10, finetune_epochs=10, image_size=160):
     model, base = tutorial_model(image_size)
     compile_binary(model, keras.optimizers.Adam(1e-4))
     head_start = time.perf_counter()
-    history = model.fit(train, epochs=head_epochs, validation_data=validation, verbose=2,
-                        callbacks=[EpochClock(start, "head", curve)])
+    history = model.fit(
+        train, epochs=head_epochs, validation_data=validation, verbose=2, callbacks=[EpochClock(start, "head", curve)]
+    )
     head_seconds = time.perf_counter() - head_start
     base.trainable = True
     for layer in base.layers[:100]:
         layer.trainable = False
     compile_binary(model, keras.optimizers.RMSprop(1e-5))
     finetune_start = time.perf_counter()
-    model.fit(train, epochs=head_epochs + finetune_epochs, initial_epoch=len(history.epoch),
-              validation_data=validation, verbose=2, callbacks=[EpochClock(start, "finetune", curve)])
+    model.fit(
+        train,
+        epochs=head_epochs + finetune_epochs,
+        initial_epoch=len(history.epoch),
+        validation_data=validation,
+        verbose=2,
+        callbacks=[EpochClock(start, "finetune", curve)],
+    )
     finetune_seconds = time.perf_counter() - finetune_start
     return {
         "image_size": image_size,
         "val_accuracy": curve[-1]["val_accuracy"],
         "head_accuracy": curve[head_epochs - 1]["val_accuracy"],
-        "seconds": {"total": time.perf_counter() - start, "head": head_seconds,
-                    "finetune": finetune_seconds},
+        "seconds": {"total": time.perf_counter() - start, "head": head_seconds, "finetune": finetune_seconds},
         "curve": curve,
     }
 
@@ -125,14 +143,16 @@ def keras_transfer_recipe(root, head_epochs=10, finetune_epochs=0, image_size=22
     start = time.perf_counter()
     curve = []
     train, validation = kt.data.image_folder(
-        os.path.join(root, "train"), validation_dir=os.path.join(root, "validation"),
-        image_size=image_size, batch_size=BATCH_SIZE)
-    model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
-                               class_names=train.class_names)
-    recipe = kt.IMAGE_RECIPE.replace(head_epochs=head_epochs, finetune_epochs=finetune_epochs,
-                                     cache_features=True)
-    history = model.fine_tune(train, validation, recipe=recipe,
-                              callbacks=[EpochClock(start, "recipe", curve)], verbose=2)
+        os.path.join(root, "train"),
+        validation_dir=os.path.join(root, "validation"),
+        image_size=image_size,
+        batch_size=BATCH_SIZE,
+    )
+    model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size, class_names=train.class_names)
+    recipe = kt.IMAGE_RECIPE.replace(head_epochs=head_epochs, finetune_epochs=finetune_epochs, cache_features=True)
+    history = model.fine_tune(
+        train, validation, recipe=recipe, callbacks=[EpochClock(start, "recipe", curve)], verbose=2
+    )
     for point in curve:
         point["phase"] = "head" if point["epoch"] <= head_epochs else "finetune"
     seconds = {"total": time.perf_counter() - start, **history.seconds}
@@ -169,13 +189,20 @@ def overhead(root, image_size=160, rounds=12, steps=20):
     which the tutorial model does not compute.
     """
     folder = os.path.join(root, "train")
-    data = {"keras_transfer": kt.data.image_folder(folder, image_size=image_size, batch_size=BATCH_SIZE),
-            "keras": plain_folder(root, "train", image_size, shuffle=True)}
+    data = {
+        "keras_transfer": kt.data.image_folder(folder, image_size=image_size, batch_size=BATCH_SIZE),
+        "keras": plain_folder(root, "train", image_size, shuffle=True),
+    }
     same_metrics = [keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")]
     models = {}
     for name, metrics in (("keras_transfer", same_metrics), ("keras_transfer (head metrics)", "auto")):
-        model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
-                                   head=kt.Head.binary(logits=True), class_names=["cats", "dogs"])
+        model = kt.ImageClassifier(
+            "mobilenet_v2",
+            weights="imagenet",
+            image_size=image_size,
+            head=kt.Head.binary(logits=True),
+            class_names=["cats", "dogs"],
+        )
         model.freeze_backbone()
         model.compile("adam", learning_rate=1e-4, metrics=metrics)
         models[name] = model
@@ -199,8 +226,14 @@ def overhead(root, image_size=160, rounds=12, steps=20):
             models[model_name].fit(data[data_name].take(steps), epochs=1, verbose=0)
             seconds[name].append(time.perf_counter() - start)
     summary = overhead_summary(seconds)
-    return {"image_size": image_size, "steps": steps, "rounds": rounds, "seconds": seconds,
-            "summary": summary, "ratio": summary["keras_transfer"]["paired_ratio_median"]}
+    return {
+        "image_size": image_size,
+        "steps": steps,
+        "rounds": rounds,
+        "seconds": seconds,
+        "summary": summary,
+        "ratio": summary["keras_transfer"]["paired_ratio_median"],
+    }
 
 
 def overhead_summary(seconds):
@@ -209,10 +242,13 @@ def overhead_summary(seconds):
     for name, times in seconds.items():
         paired = [ours / plain for ours, plain in zip(times, seconds["keras"])]
         quartiles = statistics.quantiles(paired, n=4)
-        summary[name] = {"median_s": statistics.median(times), "min_s": min(times),
-                         "paired_ratio_median": statistics.median(paired),
-                         "paired_ratio_quartiles": [quartiles[0], quartiles[2]],
-                         "min_ratio": min(times) / min(seconds["keras"])}
+        summary[name] = {
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "paired_ratio_median": statistics.median(paired),
+            "paired_ratio_quartiles": [quartiles[0], quartiles[2]],
+            "min_ratio": min(times) / min(seconds["keras"]),
+        }
     return summary
 
 
@@ -230,14 +266,19 @@ def speed_switches(root, image_size=160, images=192):
     for name, config in configs.items():
         keras.config.set_dtype_policy(config.get("policy", "float32"))
         try:
-            train = kt.data.image_folder(folder, image_size=image_size, batch_size=BATCH_SIZE,
-                                         cache=config.get("cache", False)).take(images // BATCH_SIZE)
-            model = kt.ImageClassifier("mobilenet_v2", weights="imagenet", image_size=image_size,
-                                       class_names=["cats", "dogs"])
+            train = kt.data.image_folder(
+                folder, image_size=image_size, batch_size=BATCH_SIZE, cache=config.get("cache", False)
+            ).take(images // BATCH_SIZE)
+            model = kt.ImageClassifier(
+                "mobilenet_v2", weights="imagenet", image_size=image_size, class_names=["cats", "dogs"]
+            )
             # The fine-tuning phase of IMAGE_RECIPE.
             model.unfreeze_backbone(top=kt.IMAGE_RECIPE.unfreeze)
-            model.compile(kt.IMAGE_RECIPE.finetune_optimizer, learning_rate=kt.IMAGE_RECIPE.finetune_learning_rate,
-                          jit_compile=config.get("jit_compile", False))
+            model.compile(
+                kt.IMAGE_RECIPE.finetune_optimizer,
+                learning_rate=kt.IMAGE_RECIPE.finetune_learning_rate,
+                jit_compile=config.get("jit_compile", False),
+            )
             start = time.perf_counter()
             model.fit(train, epochs=1, verbose=0)  # tracing / compiling, and filling the cache
             first = time.perf_counter() - start
@@ -267,8 +308,13 @@ def plot(results, path):
     axes = figure.add_subplot()
     for name, style in (("tutorial", "o-"), ("keras_transfer", "s-")):
         curve = results[name]["curve"]
-        axes.plot([p["seconds"] for p in curve], [p["val_accuracy"] for p in curve], style,
-                  label=f"{name} ({results[name]['image_size']} px)", markersize=4)
+        axes.plot(
+            [p["seconds"] for p in curve],
+            [p["val_accuracy"] for p in curve],
+            style,
+            label=f"{name} ({results[name]['image_size']} px)",
+            markersize=4,
+        )
     axes.axhline(TARGETS["accuracy_min"], color="grey", linestyle="--", linewidth=1, label="target 0.985")
     axes.set_xlabel("wall-clock seconds since the recipe started")
     axes.set_ylabel("validation accuracy")
@@ -287,8 +333,10 @@ def check_targets(results):
     frozen = ours["seconds"]["head"] - ours["seconds"].get("head_validation_features", 0.0)
     checks = {
         "accuracy": (ours["val_accuracy"], ours["val_accuracy"] >= TARGETS["accuracy_min"]),
-        "time_ratio": (ours["seconds"]["total"] / tutorial["seconds"]["total"],
-                       ours["seconds"]["total"] / tutorial["seconds"]["total"] <= TARGETS["time_ratio_max"]),
+        "time_ratio": (
+            ours["seconds"]["total"] / tutorial["seconds"]["total"],
+            ours["seconds"]["total"] / tutorial["seconds"]["total"] <= TARGETS["time_ratio_max"],
+        ),
         "frozen_phase_vs_floor": (frozen / floor, frozen / floor <= TARGETS["frozen_floor_ratio_max"]),
     }
     if "overhead" in results:
@@ -309,35 +357,52 @@ def markdown(results):
         lines.append(
             f"| {name} | {run['image_size']} | {run['val_accuracy']:.3f} | {run['head_accuracy']:.3f} | "
             f"{seconds['head']:.1f} | {seconds.get('finetune', 0.0):.1f} | {seconds['total']:.1f} | "
-            f"{seconds['total'] / tutorial['seconds']['total']:.3f} |")
-    lines += ["", "Floor (one forward pass of the 2,000 training images, decoding included): " +
-              ", ".join(f"{size} px {seconds:.1f} s" for size, seconds in floor.items()) + ".",
-              f"keras_transfer's frozen phase: {ours['seconds']['head']:.1f} s: "
-              f"{ours['seconds'].get('head_features', 0.0):.1f} s caching the training images' features, "
-              f"{ours['seconds'].get('head_validation_features', 0.0):.1f} s the validation images' "
-              "(not counted against the floor), the rest training the head."]
+            f"{seconds['total'] / tutorial['seconds']['total']:.3f} |"
+        )
+    lines += [
+        "",
+        "Floor (one forward pass of the 2,000 training images, decoding included): "
+        + ", ".join(f"{size} px {seconds:.1f} s" for size, seconds in floor.items())
+        + ".",
+        f"keras_transfer's frozen phase: {ours['seconds']['head']:.1f} s: "
+        f"{ours['seconds'].get('head_features', 0.0):.1f} s caching the training images' features, "
+        f"{ours['seconds'].get('head_validation_features', 0.0):.1f} s the validation images' "
+        "(not counted against the floor), the rest training the head.",
+    ]
     if "overhead" in results:
         over = results["overhead"]
-        lines += ["", f"Overhead, frozen-backbone epochs of {over['steps']} batches at {over['image_size']} px, "
-                  f"{over['rounds']} rounds, every configuration once per round in alternating order; "
-                  "ratio to plain Keras taken within each round (median over rounds):", "",
-                  "| configuration | median s | min s | x keras (paired median) | paired quartiles | "
-                  "x keras (min/min) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Overhead, frozen-backbone epochs of {over['steps']} batches at {over['image_size']} px, "
+            f"{over['rounds']} rounds, every configuration once per round in alternating order; "
+            "ratio to plain Keras taken within each round (median over rounds):",
+            "",
+            "| configuration | median s | min s | x keras (paired median) | paired quartiles | x keras (min/min) |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, row in over["summary"].items():
             low, high = row["paired_ratio_quartiles"]
-            lines.append(f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | "
-                         f"{row['paired_ratio_median']:.3f} | {low:.3f}-{high:.3f} | {row['min_ratio']:.3f} |")
+            lines.append(
+                f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | "
+                f"{row['paired_ratio_median']:.3f} | {low:.3f}-{high:.3f} | {row['min_ratio']:.3f} |"
+            )
     if "switches" in results:
         switches = results["switches"]
-        lines += ["", f"Speed switches, fine-tuning epoch (top 30% trainable) on {switches['images']} "
-                  f"images at {switches['image_size']} px:", "",
-                  "| switch | first epoch s | epoch s | x baseline |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Speed switches, fine-tuning epoch (top 30% trainable) on {switches['images']} "
+            f"images at {switches['image_size']} px:",
+            "",
+            "| switch | first epoch s | epoch s | x baseline |",
+            "|---|---|---|---|",
+        ]
         for name, result in switches["results"].items():
             if "error" in result:
                 lines.append(f"| {name} | failed: {result['error']} | | |")
             else:
-                lines.append(f"| {name} | {result['first_epoch']:.1f} | {result['epoch']:.1f} | {result['ratio']:.2f} |")
+                lines.append(
+                    f"| {name} | {result['first_epoch']:.1f} | {result['epoch']:.1f} | {result['ratio']:.2f} |"
+                )
     lines += ["", "| target | value | result |", "|---|---|---|"]
     for name, check in results["targets"].items():
         lines.append(f"| {name} | {check['value']} | {'PASS' if check['pass'] else 'FAIL'} |")
@@ -346,30 +411,45 @@ def markdown(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=None, help="cats_and_dogs_filtered folder "
-                        "(default: $KERAS_TRANSFER_ASSETS/images/cats_and_dogs_filtered)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="cats_and_dogs_filtered folder (default: $KERAS_TRANSFER_ASSETS/images/cats_and_dogs_filtered)",
+    )
     parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "results"))
-    parser.add_argument("--finetune-epochs", type=int, default=0,
-                        help="keras_transfer fine-tuning epochs after the cached head phase")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="what to run (default: all); the others are kept from the existing "
-                        "results file, so `--parts overhead` re-measures only the overhead")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0, help="keras_transfer fine-tuning epochs after the cached head phase"
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to run (default: all); the others are kept from the existing "
+        "results file, so `--parts overhead` re-measures only the overhead",
+    )
     args = parser.parse_args(argv)
-    root = args.data or os.path.join(os.environ.get("KERAS_TRANSFER_ASSETS", "../shared/assets"),
-                                     "images", "cats_and_dogs_filtered")
+    root = args.data or os.path.join(
+        os.environ.get("KERAS_TRANSFER_ASSETS", "../shared/assets"), "images", "cats_and_dogs_filtered"
+    )
     if not os.path.isdir(os.path.join(root, "train")):
         parser.error(f"{root} has no train/ folder: set KERAS_TRANSFER_ASSETS or pass --data.")
     stem = os.path.join(args.output_dir, "fine_tuning")
     results = {}
     if set(args.parts) != set(PARTS):
         if not os.path.exists(stem + ".json"):
-            parser.error(f"--parts {' '.join(args.parts)} updates {stem}.json, which does not exist: "
-                         "run without --parts first.")
+            parser.error(
+                f"--parts {' '.join(args.parts)} updates {stem}.json, which does not exist: run without --parts first."
+            )
         with open(stem + ".json") as file:
             results = json.load(file)
     started = time.perf_counter()
-    results["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor(),
-                          "tensorflow": tf.__version__, "keras": keras.__version__}
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     if "floor" in args.parts:
         results["floor_seconds"] = {str(size): forward_floor(root, size) for size in (160, 224)}
     if "recipes" in args.parts:

@@ -28,8 +28,7 @@ RESOLVERS = {
 
 
 def interpreter(path, resolver, threads):
-    runner = litert.Interpreter(model_path=path, num_threads=threads,
-                                experimental_op_resolver_type=resolver)
+    runner = litert.Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
     runner.allocate_tensors()
     detail = runner.get_input_details()[0]
     sample = np.random.default_rng(0).integers(0, 255, detail["shape"]).astype(detail["dtype"])
@@ -40,8 +39,9 @@ def interpreter(path, resolver, threads):
 
 
 def measure(paths, calls, threads):
-    runners = {(path, name): interpreter(path, resolver, threads)
-               for path in paths for name, resolver in RESOLVERS.items()}
+    runners = {
+        (path, name): interpreter(path, resolver, threads) for path in paths for name, resolver in RESOLVERS.items()
+    }
     times = {key: [] for key in runners}
     for _ in range(calls):
         for key, runner in runners.items():

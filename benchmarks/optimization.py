@@ -38,8 +38,7 @@ import keras_transfer as kt
 # Measured by hand earlier with the plain TFLite converter (1 thread).
 REFERENCE = {
     "float32": {"size_mb": 8.89, "latency_ms": 1.74},
-    "int8": {"size_mb": 2.73, "size_ratio": 0.307, "latency_ms": 0.92, "accuracy": 0.973,
-             "float_accuracy": 0.971},
+    "int8": {"size_mb": 2.73, "size_ratio": 0.307, "latency_ms": 0.92, "accuracy": 0.973, "float_accuracy": 0.971},
 }
 TARGETS = {"int8_size_ratio_max": 0.31, "int8_accuracy_drop_max": 0.005, "int8_latency_ratio_max": 0.5}
 
@@ -94,18 +93,24 @@ def _targets(by_name):
     ptq, qat = by_name.get("int8 PTQ"), by_name.get("int8 QAT")
     if ptq is not None:
         checks["int8 size <= 0.31x float32"] = dict(
-            value=ptq.size_ratio, limit=TARGETS["int8_size_ratio_max"],
-            passed=ptq.size_ratio <= TARGETS["int8_size_ratio_max"])
+            value=ptq.size_ratio,
+            limit=TARGETS["int8_size_ratio_max"],
+            passed=ptq.size_ratio <= TARGETS["int8_size_ratio_max"],
+        )
         checks["int8 accuracy drop <= 0.005"] = dict(
-            value=ptq.accuracy_drop, limit=TARGETS["int8_accuracy_drop_max"],
-            passed=ptq.accuracy_drop <= TARGETS["int8_accuracy_drop_max"])
+            value=ptq.accuracy_drop,
+            limit=TARGETS["int8_accuracy_drop_max"],
+            passed=ptq.accuracy_drop <= TARGETS["int8_accuracy_drop_max"],
+        )
         checks["int8 latency <= 0.5x float32"] = dict(
-            value=ptq.latency_ratio, limit=TARGETS["int8_latency_ratio_max"],
-            passed=ptq.latency_ratio <= TARGETS["int8_latency_ratio_max"])
+            value=ptq.latency_ratio,
+            limit=TARGETS["int8_latency_ratio_max"],
+            passed=ptq.latency_ratio <= TARGETS["int8_latency_ratio_max"],
+        )
     if ptq is not None and qat is not None:
         checks["QAT accuracy >= PTQ accuracy (LiteRT)"] = dict(
-            value=qat.tflite_accuracy, limit=ptq.tflite_accuracy,
-            passed=qat.tflite_accuracy >= ptq.tflite_accuracy)
+            value=qat.tflite_accuracy, limit=ptq.tflite_accuracy, passed=qat.tflite_accuracy >= ptq.tflite_accuracy
+        )
     return checks
 
 
@@ -118,16 +123,21 @@ def _facts(by_name, float_accuracy, settings, environment, total_seconds):
         f"backbone frozen; float Keras accuracy {float_accuracy:.4f} on {settings['val_examples']} "
         f"validation images. float32 LiteRT: {base.size_bytes / 1e6:.2f} MB, "
         f"{base.latency_ms:.2f} ms/image (1 thread, batch 1; "
-        + (f"median of {settings['interleaved_repeats']} calls, every file's calls interleaved)."
-           if settings["interleaved_repeats"] else f"median of {settings['repeats']} calls).")
+        + (
+            f"median of {settings['interleaved_repeats']} calls, every file's calls interleaved)."
+            if settings["interleaved_repeats"]
+            else f"median of {settings['repeats']} calls)."
+        )
     ]
     for name, report in by_name.items():
         if name == "float32":
             continue
-        text = (f"{name}: {report.size_bytes / 1e6:.2f} MB ({report.size_ratio:.3f}x, gzip "
-                f"{report.compressed_size_bytes / 1e6:.2f} MB), LiteRT accuracy {report.tflite_accuracy:.4f} "
-                f"(drop vs float Keras {report.extra['accuracy_drop_vs_float32']:+.4f}), "
-                f"{report.latency_ms:.2f} ms ({report.latency_ratio:.2f}x)")
+        text = (
+            f"{name}: {report.size_bytes / 1e6:.2f} MB ({report.size_ratio:.3f}x, gzip "
+            f"{report.compressed_size_bytes / 1e6:.2f} MB), LiteRT accuracy {report.tflite_accuracy:.4f} "
+            f"(drop vs float Keras {report.extra['accuracy_drop_vs_float32']:+.4f}), "
+            f"{report.latency_ms:.2f} ms ({report.latency_ratio:.2f}x)"
+        )
         if report.extra.get("optimized_keras_accuracy") is not None:
             text += f"; its own Keras model scores {report.extra['optimized_keras_accuracy']:.4f}"
         if report.extra.get("kernel_sparsity") is not None:
@@ -145,17 +155,29 @@ def _facts(by_name, float_accuracy, settings, environment, total_seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-limit", type=int, default=None,
-                        help="use this many training images (half per class); all 2,000 by default")
-    parser.add_argument("--val-limit", type=int, default=None,
-                        help="use this many validation images (half per class); all 1,000 by default")
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="use this many training images (half per class); all 2,000 by default",
+    )
+    parser.add_argument(
+        "--val-limit",
+        type=int,
+        default=None,
+        help="use this many validation images (half per class); all 1,000 by default",
+    )
     parser.add_argument("--head-epochs", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=200, help="timed LiteRT calls per latency (median)")
-    parser.add_argument("--interleaved-repeats", type=int, default=1000,
-                        help="after all exports, re-time every file with this many calls each, one "
-                             "call of every file in turn (the headline latency); 0 keeps measure_export's own")
+    parser.add_argument(
+        "--interleaved-repeats",
+        type=int,
+        default=1000,
+        help="after all exports, re-time every file with this many calls each, one "
+        "call of every file in turn (the headline latency); 0 keeps measure_export's own",
+    )
     parser.add_argument("--ptq-samples", type=int, default=200, help="int8 PTQ calibration images")
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--prune-epochs", type=int, default=2)
@@ -166,8 +188,9 @@ def main():
     parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true")
     parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    parser.add_argument("--models-dir", default=None,
-                        help="keep the .tflite files here (default: a temporary folder, deleted)")
+    parser.add_argument(
+        "--models-dir", default=None, help="keep the .tflite files here (default: a temporary folder, deleted)"
+    )
     args = parser.parse_args()
 
     assets = os.environ.get(
@@ -194,20 +217,35 @@ def main():
         val_dir = _subset(os.path.join(images, "validation"), os.path.join(scratch, "validation"), args.val_limit)
         # In-memory caches: every later step reads the decoded images again.
         train, val = kt.data.image_folder(
-            train_dir, validation_dir=val_dir, image_size=args.image_size,
-            batch_size=args.batch_size, shuffle=True, cache=True,
+            train_dir,
+            validation_dir=val_dir,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            shuffle=True,
+            cache=True,
         )
 
         keras.utils.set_random_seed(0)
-        model = kt.ImageClassifier("mobilenet_v2", class_names=train.class_names, weights="imagenet",
-                                   image_size=args.image_size)
+        model = kt.ImageClassifier(
+            "mobilenet_v2", class_names=train.class_names, weights="imagenet", image_size=args.image_size
+        )
         # No validation pass per epoch: measure_export scores the validation set below.
-        history = clock("fine_tune (head)", model.fine_tune, train, head_epochs=args.head_epochs,
-                        finetune_epochs=0, verbose=2)
+        history = clock(
+            "fine_tune (head)", model.fine_tune, train, head_epochs=args.head_epochs, finetune_epochs=0, verbose=2
+        )
 
         def measure(name, path, measured_model, **options):
-            report = clock(f"measure {name}", kt.measure_export, path, measured_model, val, name=name,
-                           num_threads=1, repeats=args.repeats, **options)
+            report = clock(
+                f"measure {name}",
+                kt.measure_export,
+                path,
+                measured_model,
+                val,
+                name=name,
+                num_threads=1,
+                repeats=args.repeats,
+                **options,
+            )
             report.path = os.path.basename(path)  # the folder may be temporary
             return report
 
@@ -221,19 +259,31 @@ def main():
         reports.append(base)
         reports.append(export("float16", "float16.tflite", "float16"))
         reports.append(export("dynamic", "dynamic.tflite", "dynamic"))
-        reports.append(export("int8 PTQ", "int8.tflite",
-                              kt.Quantization.int8(train, num_samples=args.ptq_samples)))
+        reports.append(export("int8 PTQ", "int8.tflite", kt.Quantization.int8(train, num_samples=args.ptq_samples)))
 
         optimizations = []
         if not args.skip_qat:
-            optimizations.append(("int8 QAT", "qat_int8.tflite", kt.quantization_aware,
-                                  dict(epochs=args.qat_epochs, learning_rate=1e-5)))
+            optimizations.append(
+                ("int8 QAT", "qat_int8.tflite", kt.quantization_aware, dict(epochs=args.qat_epochs, learning_rate=1e-5))
+            )
         if not args.skip_prune:
-            optimizations.append((f"pruned {args.sparsity:.0%}", "pruned.tflite", kt.prune,
-                                  dict(sparsity=args.sparsity, epochs=args.prune_epochs)))
+            optimizations.append(
+                (
+                    f"pruned {args.sparsity:.0%}",
+                    "pruned.tflite",
+                    kt.prune,
+                    dict(sparsity=args.sparsity, epochs=args.prune_epochs),
+                )
+            )
         if not args.skip_cluster:
-            optimizations.append((f"clustered {args.clusters}", "clustered.tflite", kt.cluster,
-                                  dict(clusters=args.clusters, epochs=args.cluster_epochs)))
+            optimizations.append(
+                (
+                    f"clustered {args.clusters}",
+                    "clustered.tflite",
+                    kt.cluster,
+                    dict(clusters=args.clusters, epochs=args.cluster_epochs),
+                )
+            )
         for name, file, method, options in optimizations:
             try:
                 result = clock(f"train {name}", method, model, train, validation_data=None, verbose=2, **options)
@@ -245,8 +295,10 @@ def main():
                 errors[name] = f"{type(error).__name__}: {error}"
                 continue
             report.extra.update(
-                method=result.method, settings=result.settings,
-                optimized_keras_accuracy=report.accuracy, float_keras_accuracy=float_accuracy,
+                method=result.method,
+                settings=result.settings,
+                optimized_keras_accuracy=report.accuracy,
+                float_keras_accuracy=float_accuracy,
                 kernel_sparsity=result.sparsity,
                 train_history={key: [round(value, 4) for value in values] for key, values in result.history.items()},
             )
@@ -256,8 +308,7 @@ def main():
 
         if args.interleaved_repeats:
             example = next(iter(val))[0].numpy()[:1]
-            clock("interleaved latency", _interleaved_latency, reports, models_dir, example,
-                  args.interleaved_repeats)
+            clock("interleaved latency", _interleaved_latency, reports, models_dir, example, args.interleaved_repeats)
 
     for report in reports:
         report.relative_to(base)
@@ -276,31 +327,52 @@ def main():
         "qat_learning_rate": 1e-5,
     }
     environment = {
-        "tensorflow": tf.__version__, "keras": keras.__version__,
-        "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-        "machine": platform.machine(), "processor": platform.processor() or None,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
         "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
     }
     table = kt.report.format_table(reports)
-    verdicts = [f"- {'PASS' if check['passed'] else 'FAIL'}: {target} "
-                f"(measured {check['value']:.4g}, limit {check['limit']:.4g})"
-                for target, check in targets.items()]
+    verdicts = [
+        f"- {'PASS' if check['passed'] else 'FAIL'}: {target} "
+        f"(measured {check['value']:.4g}, limit {check['limit']:.4g})"
+        for target, check in targets.items()
+    ]
     facts = _facts(by_name, float_accuracy, settings, environment, total_seconds)
 
     kt.report.write_reports(
-        reports, os.path.join(args.output_dir, "optimization.json"),
-        settings=settings, float_keras_accuracy=float_accuracy, targets=targets, errors=errors,
-        seconds=clock.seconds, total_seconds=total_seconds, environment=environment,
+        reports,
+        os.path.join(args.output_dir, "optimization.json"),
+        settings=settings,
+        float_keras_accuracy=float_accuracy,
+        targets=targets,
+        errors=errors,
+        seconds=clock.seconds,
+        total_seconds=total_seconds,
+        environment=environment,
         reference_by_hand=REFERENCE,
     )
-    markdown = "\n".join([
-        "```", table, "```", "",
-        "`acc keras` is the model each file was exported from: the float model for the first four "
-        "rows, the optimized tf_keras model for QAT, pruning and clustering; `drop` is against it.",
-        "", facts, "", "Targets:", *verdicts,
-        *([""] + [f"- ERROR {name}: {message}" for name, message in errors.items()] if errors else []),
-        "", "Seconds per step: " + ", ".join(f"{step} {value:g}" for step, value in clock.seconds.items()) + ".",
-    ])
+    markdown = "\n".join(
+        [
+            "```",
+            table,
+            "```",
+            "",
+            "`acc keras` is the model each file was exported from: the float model for the first four "
+            "rows, the optimized tf_keras model for QAT, pruning and clustering; `drop` is against it.",
+            "",
+            facts,
+            "",
+            "Targets:",
+            *verdicts,
+            *([""] + [f"- ERROR {name}: {message}" for name, message in errors.items()] if errors else []),
+            "",
+            "Seconds per step: " + ", ".join(f"{step} {value:g}" for step, value in clock.seconds.items()) + ".",
+        ]
+    )
     with kt.files.atomic_path(os.path.join(args.output_dir, "optimization.md")) as path:
         with open(path, "w") as file:
             file.write(markdown + "\n")

@@ -45,19 +45,35 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         train_dir = _subset(os.path.join(images, "train"), os.path.join(scratch, "train"), args.train_per_class)
         train, val = kt.data.image_folder(
-            train_dir, validation_dir=os.path.join(images, "validation"),
-            image_size=args.image_size, augment="flip", cache=True,
+            train_dir,
+            validation_dir=os.path.join(images, "validation"),
+            image_size=args.image_size,
+            augment="flip",
+            cache=True,
         )
         epochs = args.head_epochs + args.finetune_epochs
         for weights in ("imagenet", None):
             keras.utils.set_random_seed(0)
             # From random weights the whole network trains, BatchNormalization's
             # statistics included, at a from-scratch learning rate, for as many epochs.
-            model = kt.ImageClassifier("mobilenet_v2", weights=weights, image_size=args.image_size,
-                                       class_names=train.class_names, train_batch_norm=weights is None)
-            recipe = (kt.IMAGE_RECIPE.replace(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
-                      if weights else kt.IMAGE_RECIPE.replace(head_epochs=0, finetune_epochs=epochs, unfreeze="all",
-                                                              finetune_optimizer="adam", finetune_learning_rate=1e-3))
+            model = kt.ImageClassifier(
+                "mobilenet_v2",
+                weights=weights,
+                image_size=args.image_size,
+                class_names=train.class_names,
+                train_batch_norm=weights is None,
+            )
+            recipe = (
+                kt.IMAGE_RECIPE.replace(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
+                if weights
+                else kt.IMAGE_RECIPE.replace(
+                    head_epochs=0,
+                    finetune_epochs=epochs,
+                    unfreeze="all",
+                    finetune_optimizer="adam",
+                    finetune_learning_rate=1e-3,
+                )
+            )
             start = time.perf_counter()
             model.fine_tune(train, val, recipe=recipe, verbose=2)
             seconds = time.perf_counter() - start
@@ -68,11 +84,13 @@ def main():
     results["accuracy_gain"] = results["imagenet"]["val_accuracy"] - results["None"]["val_accuracy"]
     out_dir = os.path.join(os.path.dirname(__file__), "results")
     kt.files.write_json(results, os.path.join(out_dir, "pretrained_vs_random.json"))
-    table = "\n".join([
-        "| weights | val accuracy | seconds |",
-        "|---|---|---|",
-        *(f"| {w} | {results[w]['val_accuracy']:.3f} | {results[w]['seconds']} |" for w in ("imagenet", "None")),
-    ])
+    table = "\n".join(
+        [
+            "| weights | val accuracy | seconds |",
+            "|---|---|---|",
+            *(f"| {w} | {results[w]['val_accuracy']:.3f} | {results[w]['seconds']} |" for w in ("imagenet", "None")),
+        ]
+    )
     with kt.files.atomic_path(os.path.join(out_dir, "pretrained_vs_random.md")) as path:
         with open(path, "w") as file:
             file.write(table + "\n")

@@ -50,8 +50,14 @@ def _sequence_length(value):
 def _load(path, *, max_examples=None, shuffle=True, batch_size=32):
     # The dev file's header says `content`, the training file's `sentence`: use indexes.
     return kt.data.text_file(
-        path, text_column=1, label_column=0, header=True, class_names=CLASS_NAMES,
-        max_examples=max_examples, shuffle=shuffle, batch_size=batch_size,
+        path,
+        text_column=1,
+        label_column=0,
+        header=True,
+        class_names=CLASS_NAMES,
+        max_examples=max_examples,
+        shuffle=shuffle,
+        batch_size=batch_size,
     )
 
 
@@ -72,10 +78,14 @@ def _recipe(name, args):
     """The library's recipe `name`, with the options given on the command line."""
     if name == "frozen":
         return text_recipe("frozen", epochs=args.frozen_epochs, learning_rate=args.frozen_learning_rate)
-    return text_recipe(name, epochs=args.epochs, head_epochs=args.head_epochs,
-                       head_learning_rate=args.head_learning_rate,
-                       learning_rate=args.full_learning_rate if name == "full" else args.lora_learning_rate,
-                       lora_rank=args.lora_rank if name == "lora" else None)
+    return text_recipe(
+        name,
+        epochs=args.epochs,
+        head_epochs=args.head_epochs,
+        head_learning_rate=args.head_learning_rate,
+        learning_rate=args.full_learning_rate if name == "full" else args.lora_learning_rate,
+        lora_rank=args.lora_rank if name == "lora" else None,
+    )
 
 
 def _run(recipe, args, paths, sequence_length):
@@ -84,8 +94,9 @@ def _run(recipe, args, paths, sequence_length):
     train = _load(paths["train"], max_examples=args.train_examples, batch_size=args.batch_size)
     dev = _load(paths["dev"], shuffle=False, batch_size=args.batch_size)
     start = time.perf_counter()
-    model = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean",
-                              sequence_length=sequence_length)
+    model = kt.TextClassifier(
+        paths["backbone"], class_names=CLASS_NAMES, pooling="mean", sequence_length=sequence_length
+    )
     build_seconds = time.perf_counter() - start
     history = model.fine_tune(train, recipe=recipe, verbose=2)  # a recipe with lora_rank enables LoRA
     # Counted after training: what the last phase actually trained.
@@ -101,14 +112,17 @@ def _run(recipe, args, paths, sequence_length):
         "trainable_params": summary["trainable_params"],
         "total_params": summary["total_params"],
         "trainable_percent": round(summary["trainable_percent"], 3),
-        "seconds": seconds | {
+        "seconds": seconds
+        | {
             "train_total": round(sum(history.seconds.values()), 1),
             "build": round(build_seconds, 1),
             "evaluate": round(evaluate_seconds, 1),
         },
         "epochs": {"head": recipe.head_epochs, "finetune": recipe.finetune_epochs},
-        "learning_rates": {"head": recipe.head_learning_rate,
-                           "finetune": recipe.finetune_learning_rate if recipe.finetune_epochs else None},
+        "learning_rates": {
+            "head": recipe.head_learning_rate,
+            "finetune": recipe.finetune_learning_rate if recipe.finetune_epochs else None,
+        },
         "sequence_length": model.sequence_length,
         "recipe": recipe.to_dict(),
     }
@@ -124,8 +138,7 @@ def _table(results):
         "|---|---|---|---|---|---|---|",
     ]
     majority = results["majority"]
-    rows.append(f"| majority class ({majority['class']}) | {majority['dev_accuracy']:.3f} "
-                "| 0 | 0 | - | - | - |")
+    rows.append(f"| majority class ({majority['class']}) | {majority['dev_accuracy']:.3f} | 0 | 0 | - | - | - |")
     for name, row in results["strategies"].items():
         seconds = row["seconds"]
         phases = " + ".join(f"{seconds[phase]:.0f}" for phase in ("head", "finetune") if phase in seconds)
@@ -140,34 +153,59 @@ def _table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-examples", type=int, default=1000,
-                        help="seeded random subset of the 67,349 training sentences")
+    parser.add_argument(
+        "--train-examples", type=int, default=1000, help="seeded random subset of the 67,349 training sentences"
+    )
     # Shorter than the recipes' 3 epochs, to fit the benchmark in about 20 minutes.
-    parser.add_argument("--epochs", type=int, default=2,
-                        help="epochs of full fine-tuning, of LoRA and (by default) of the frozen head")
-    parser.add_argument("--head-epochs", type=int,
-                        help="head warm-up epochs on the frozen backbone before full / LoRA "
-                        f"(default: the recipes' {TEXT_RECIPES['full'].head_epochs})")
-    parser.add_argument("--frozen-epochs", type=int, default=None,
-                        help="head epochs of the frozen recipe (default: --epochs)")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs of full fine-tuning, of LoRA and (by default) of the frozen head"
+    )
+    parser.add_argument(
+        "--head-epochs",
+        type=int,
+        help="head warm-up epochs on the frozen backbone before full / LoRA "
+        f"(default: the recipes' {TEXT_RECIPES['full'].head_epochs})",
+    )
+    parser.add_argument(
+        "--frozen-epochs", type=int, default=None, help="head epochs of the frozen recipe (default: --epochs)"
+    )
     # A linear probe on mean-pooled MiniLM features needs more than the recipe's rate.
-    parser.add_argument("--frozen-learning-rate", type=float, default=1e-2,
-                        help="default: %(default)g, above the frozen recipe's "
-                        f"{TEXT_RECIPES['frozen'].head_learning_rate:g}")
-    parser.add_argument("--sequence-length", type=_sequence_length, default=64,
-                        help="tokens per sentence, or 'auto' (95th percentile of the training subset)")
-    parser.add_argument("--recipes", "--strategies", dest="recipes", default=",".join(RECIPE_NAMES),
-                        help=f"comma-separated subset of {','.join(RECIPE_NAMES)} "
-                        "(--strategies is the old name)")
+    parser.add_argument(
+        "--frozen-learning-rate",
+        type=float,
+        default=1e-2,
+        help=f"default: %(default)g, above the frozen recipe's {TEXT_RECIPES['frozen'].head_learning_rate:g}",
+    )
+    parser.add_argument(
+        "--sequence-length",
+        type=_sequence_length,
+        default=64,
+        help="tokens per sentence, or 'auto' (95th percentile of the training subset)",
+    )
+    parser.add_argument(
+        "--recipes",
+        "--strategies",
+        dest="recipes",
+        default=",".join(RECIPE_NAMES),
+        help=f"comma-separated subset of {','.join(RECIPE_NAMES)} (--strategies is the old name)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--head-learning-rate", type=float,
-                        help=f"of the warm-up (default: the recipes' {TEXT_RECIPE.head_learning_rate:g})")
-    parser.add_argument("--full-learning-rate", type=float,
-                        help=f"default: the full recipe's {TEXT_RECIPES['full'].finetune_learning_rate:g}")
-    parser.add_argument("--lora-learning-rate", type=float,
-                        help=f"default: the lora recipe's {TEXT_RECIPES['lora'].finetune_learning_rate:g}")
-    parser.add_argument("--lora-rank", type=int,
-                        help=f"default: the lora recipe's {TEXT_RECIPES['lora'].lora_rank}")
+    parser.add_argument(
+        "--head-learning-rate",
+        type=float,
+        help=f"of the warm-up (default: the recipes' {TEXT_RECIPE.head_learning_rate:g})",
+    )
+    parser.add_argument(
+        "--full-learning-rate",
+        type=float,
+        help=f"default: the full recipe's {TEXT_RECIPES['full'].finetune_learning_rate:g}",
+    )
+    parser.add_argument(
+        "--lora-learning-rate",
+        type=float,
+        help=f"default: the lora recipe's {TEXT_RECIPES['lora'].finetune_learning_rate:g}",
+    )
+    parser.add_argument("--lora-rank", type=int, help=f"default: the lora recipe's {TEXT_RECIPES['lora'].lora_rank}")
     args = parser.parse_args()
     if args.frozen_epochs is None:
         args.frozen_epochs = args.epochs
@@ -198,8 +236,9 @@ def main():
     load_before = os.getloadavg()
     train_texts, train_labels = _texts_and_labels(_load(paths["train"], max_examples=args.train_examples))
     dev_texts, dev_labels = _texts_and_labels(_load(paths["dev"], shuffle=False))
-    tokenizer = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean",
-                                  sequence_length=64).preprocessor.tokenizer
+    tokenizer = kt.TextClassifier(
+        paths["backbone"], class_names=CLASS_NAMES, pooling="mean", sequence_length=64
+    ).preprocessor.tokenizer
     sequence_length = args.sequence_length
     if sequence_length == "auto":
         sequence_length = kt.data.choose_sequence_length(train_texts, tokenizer, maximum=512)
@@ -207,8 +246,7 @@ def main():
     majority = int(np.bincount(train_labels, minlength=2).argmax())
 
     results = {
-        "majority": {"class": CLASS_NAMES[majority],
-                     "dev_accuracy": round(float(np.mean(dev_labels == majority)), 4)},
+        "majority": {"class": CLASS_NAMES[majority], "dev_accuracy": round(float(np.mean(dev_labels == majority)), 4)},
         "strategies": {},
     }
     for name in strategies:
@@ -222,16 +260,20 @@ def main():
         "train_positive_fraction": round(float(train_labels.mean()), 4),
         # Tokens include [CLS] and [SEP]; sentences longer than sequence_length are cut.
         "tokens": {
-            "train_p95": int(np.percentile(train_counts, 95)), "train_max": int(train_counts.max()),
-            "dev_p95": int(np.percentile(dev_counts, 95)), "dev_max": int(dev_counts.max()),
+            "train_p95": int(np.percentile(train_counts, 95)),
+            "train_max": int(train_counts.max()),
+            "dev_p95": int(np.percentile(dev_counts, 95)),
+            "dev_max": int(dev_counts.max()),
             "train_fraction_cut": round(float(np.mean(train_counts > sequence_length)), 4),
             "dev_fraction_cut": round(float(np.mean(dev_counts > sequence_length)), 4),
         },
         "backbone": "all-MiniLM-L6-v2, mean pooling",
     }
     results["environment"] = {
-        "tensorflow": tf.__version__, "keras": keras.__version__,
-        "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
         "machine": platform.machine(),
         # Other jobs on the machine slow everything down: timings compare only within one run.
         "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
@@ -248,8 +290,11 @@ def main():
         f"sequence length {sequence_length} (cuts {settings['tokens']['dev_fraction_cut']:.1%} of dev), "
         f"batch {args.batch_size}, Adam. Frozen: {args.frozen_epochs} head epoch(s) at "
         f"{args.frozen_learning_rate:g}. Full / LoRA: "
-        + (f"{args.head_epochs} head warm-up epoch(s) at {args.head_learning_rate:g}, then "
-           if args.head_epochs else "no head warm-up, ")
+        + (
+            f"{args.head_epochs} head warm-up epoch(s) at {args.head_learning_rate:g}, then "
+            if args.head_epochs
+            else "no head warm-up, "
+        )
         + f"{args.epochs} epoch(s) at {args.full_learning_rate:g} (full) or "
         f"{args.lora_learning_rate:g} (LoRA rank {args.lora_rank} on the attention query/value). "
         f"{results['environment']['cpus']} CPUs (1-min load average "

@@ -29,11 +29,13 @@ SOURCE_DIGITS = (0, 1, 2, 3, 4)
 _REPEATS = 4
 TARGET_DIGITS = (5, 6, 7, 8, 9)
 # Transfer: the head on the frozen transferred features, then a gentle fine-tune of everything.
-TRANSFER_RECIPE = IMAGE_RECIPE.replace(unfreeze="all", head_learning_rate=3e-3, finetune_optimizer="adam",
-                                       finetune_learning_rate=3e-4)
+TRANSFER_RECIPE = IMAGE_RECIPE.replace(
+    unfreeze="all", head_learning_rate=3e-3, finetune_optimizer="adam", finetune_learning_rate=3e-4
+)
 # Scratch: everything trains from the start, at Adam's usual rate.
-SCRATCH_RECIPE = IMAGE_RECIPE.replace(head_epochs=0, unfreeze="all", finetune_optimizer="adam",
-                                      finetune_learning_rate=1e-3)
+SCRATCH_RECIPE = IMAGE_RECIPE.replace(
+    head_epochs=0, unfreeze="all", finetune_optimizer="adam", finetune_learning_rate=1e-3
+)
 
 
 def load_digits():
@@ -56,8 +58,7 @@ def augment(images, rng, copies):
     for _ in range(copies):
         for image in images[..., 0]:
             angle = np.deg2rad(rng.uniform(-12, 12))
-            matrix = np.array([[np.cos(angle), -np.sin(angle)],
-                               [np.sin(angle), np.cos(angle)]]) / rng.uniform(0.9, 1.1)
+            matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / rng.uniform(0.9, 1.1)
             offset = center - matrix @ center + rng.uniform(-0.8, 0.8, 2)
             out.append(ndimage.affine_transform(image, matrix, offset, order=1, mode="constant"))
     return np.stack(out)[..., None].astype("float32")
@@ -88,8 +89,7 @@ def _subset(images, labels, digits):
 
 
 def _few_shot_split(labels, shots, rng):
-    train = np.concatenate([rng.choice(np.flatnonzero(labels == c), shots, replace=False)
-                            for c in np.unique(labels)])
+    train = np.concatenate([rng.choice(np.flatnonzero(labels == c), shots, replace=False) for c in np.unique(labels)])
     test = np.setdiff1d(np.arange(len(labels)), train)
     return train, test
 
@@ -99,8 +99,9 @@ def _accuracy(model, images, labels):
     return float(np.mean(predicted == labels))
 
 
-def run_demo(*, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_augment_copies=3,
-             target_epochs=20, verbose=1):
+def run_demo(
+    *, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_augment_copies=3, target_epochs=20, verbose=1
+):
     """Pretrains on digits 0-4, transfers to few-shot 5-9, and compares with scratch.
 
     Args:
@@ -136,9 +137,11 @@ def run_demo(*, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_aug
     source.compile("adam", learning_rate=1e-3)
     source.fit(train_x, train_y, epochs=source_epochs, batch_size=64, verbose=0)
     source_accuracy = _accuracy(source, source_x[:holdout], source_y[:holdout])
-    say(f"source task, digits 0-4: {len(source_y) - holdout} training images "
+    say(
+        f"source task, digits 0-4: {len(source_y) - holdout} training images "
         f"(+{len(train_y) - (len(source_y) - holdout)} augmented copies), "
-        f"held-out accuracy {source_accuracy:.3f}")
+        f"held-out accuracy {source_accuracy:.3f}"
+    )
 
     transfer_scores, scratch_scores = [], []
     for seed in seeds:
@@ -151,17 +154,24 @@ def run_demo(*, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_aug
         transfer = _classifier(len(TARGET_DIGITS))
         report = transfer_weights(source.backbone, transfer.backbone)
         # Head on the frozen transferred features first, then a gentle fine-tune.
-        transfer.fine_tune(few_shot, recipe=TRANSFER_RECIPE, head_epochs=target_epochs // 2,
-                           finetune_epochs=target_epochs // 2, batch_size=16, verbose=0)
+        transfer.fine_tune(
+            few_shot,
+            recipe=TRANSFER_RECIPE,
+            head_epochs=target_epochs // 2,
+            finetune_epochs=target_epochs // 2,
+            batch_size=16,
+            verbose=0,
+        )
         keras.utils.set_random_seed(seed)
         scratch = _classifier(len(TARGET_DIGITS))
-        scratch.fine_tune(few_shot, recipe=SCRATCH_RECIPE, finetune_epochs=target_epochs,
-                          batch_size=16, verbose=0)
+        scratch.fine_tune(few_shot, recipe=SCRATCH_RECIPE, finetune_epochs=target_epochs, batch_size=16, verbose=0)
         transfer_scores.append(_accuracy(transfer, target_x[test], target_y[test]))
         scratch_scores.append(_accuracy(scratch, target_x[test], target_y[test]))
-        say(f"seed {seed}: copied {len(report.copied)} layers; target accuracy on "
+        say(
+            f"seed {seed}: copied {len(report.copied)} layers; target accuracy on "
             f"{len(test)} held-out 5-9s: transfer {transfer_scores[-1]:.3f}, "
-            f"scratch {scratch_scores[-1]:.3f}")
+            f"scratch {scratch_scores[-1]:.3f}"
+        )
 
     return {
         "transfer_accuracy": float(np.mean(transfer_scores)),
@@ -179,12 +189,14 @@ def run_demo(*, shots_per_class=3, seeds=(0, 1, 2), source_epochs=15, source_aug
 def format_demo(result):
     """The side-by-side table the command line prints."""
     width = 28
-    return "\n".join([
-        f"Digits 5-9 with {result['shots_per_class']} labelled images per class, "
-        f"scored on {result['target_test_examples']} held-out images "
-        f"(mean of {len(result['seeds'])} seeds):",
-        f"  {'transfer from digits 0-4':<{width}} {result['transfer_accuracy']:.3f}",
-        f"  {'from scratch':<{width}} {result['scratch_accuracy']:.3f}",
-        f"  {'source model on 0-4':<{width}} {result['source_accuracy']:.3f}",
-        f"Finished in {result['seconds']:.0f} s.",
-    ])
+    return "\n".join(
+        [
+            f"Digits 5-9 with {result['shots_per_class']} labelled images per class, "
+            f"scored on {result['target_test_examples']} held-out images "
+            f"(mean of {len(result['seeds'])} seeds):",
+            f"  {'transfer from digits 0-4':<{width}} {result['transfer_accuracy']:.3f}",
+            f"  {'from scratch':<{width}} {result['scratch_accuracy']:.3f}",
+            f"  {'source model on 0-4':<{width}} {result['source_accuracy']:.3f}",
+            f"Finished in {result['seconds']:.0f} s.",
+        ]
+    )

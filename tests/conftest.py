@@ -11,9 +11,7 @@ import tensorflow as tf
 
 _CPUS = tf.config.list_physical_devices("CPU")
 try:
-    tf.config.set_logical_device_configuration(
-        _CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2
-    )
+    tf.config.set_logical_device_configuration(_CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:
     # Devices were initialized before this conftest ran (some plugin imported
     # and used TensorFlow first); the distributed test then says so clearly.

@@ -28,9 +28,7 @@ def tiny_classifier(num_classes=2, *, size=32, head=None, class_names=None, prep
     """An `ImageClassifier` on `tiny_backbone`, taking raw pixels in [0, 255]."""
     if head is None:
         head = kt.Head.multiclass(num_classes, dropout=0.0)
-    return kt.ImageClassifier(
-        tiny_backbone(size), head=head, class_names=class_names, preprocessor=preprocessor
-    )
+    return kt.ImageClassifier(tiny_backbone(size), head=head, class_names=class_names, preprocessor=preprocessor)
 
 
 def image_arrays(n=16, size=32, num_classes=2, seed=0):
@@ -47,9 +45,7 @@ def image_dataset(n=16, size=32, num_classes=2, class_names=None, batch_size=8, 
     """A `kt.data.from_arrays` dataset (unshuffled by default) and its arrays."""
     images, labels = image_arrays(n, size, num_classes, seed)
     names = class_names or [f"class_{i}" for i in range(num_classes)]
-    dataset = kt.data.from_arrays(
-        images, labels, class_names=names, batch_size=batch_size, shuffle=shuffle, seed=seed
-    )
+    dataset = kt.data.from_arrays(images, labels, class_names=names, batch_size=batch_size, shuffle=shuffle, seed=seed)
     return dataset, images, labels
 
 
@@ -59,9 +55,7 @@ def weights_by_layer(model):
 
 
 def same_weights(first, second, atol=0.0):
-    return len(first) == len(second) and all(
-        np.allclose(a, b, atol=atol, rtol=0) for a, b in zip(first, second)
-    )
+    return len(first) == len(second) and all(np.allclose(a, b, atol=atol, rtol=0) for a, b in zip(first, second))
 
 
 # A vocabulary small enough for a two-layer BERT to learn toy sentiment.
@@ -75,8 +69,12 @@ def tiny_bert(seed=0):
 
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(TINY_VOCABULARY), num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32,
+        vocabulary_size=len(TINY_VOCABULARY),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=32,
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=TINY_VOCABULARY)
     return backbone, keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
@@ -87,8 +85,7 @@ def tiny_text_classifier(num_classes=2, *, head=None, class_names=None, pooling=
     backbone, preprocessor = tiny_bert(seed)
     if head is None:
         head = kt.Head.multiclass(num_classes, dropout=0.0)
-    return kt.TextClassifier(backbone, preprocessor=preprocessor, head=head,
-                             class_names=class_names, pooling=pooling)
+    return kt.TextClassifier(backbone, preprocessor=preprocessor, head=head, class_names=class_names, pooling=pooling)
 
 
 def sentiment_texts(repeats=4):
@@ -120,12 +117,12 @@ def run_serialization_test(model, inputs, path, *, atol=1e-6, compile=True):
     if hasattr(model, "backbone"):
         assert restored.backbone.trainable == model.backbone.trainable
         assert {layer.name: layer.trainable for layer in restored.backbone.layers} == {
-            layer.name: layer.trainable for layer in model.backbone.layers}
+            layer.name: layer.trainable for layer in model.backbone.layers
+        }
     return restored
 
 
-def run_export_test(model, inputs, path, *, quantization="none", labels=None, min_agreement=1.0, atol=None,
-                    **options):
+def run_export_test(model, inputs, path, *, quantization="none", labels=None, min_agreement=1.0, atol=None, **options):
     """Exports `model` with `kt.export_model`, runs it in LiteRT (or TF) and checks it against Keras.
 
     Returns the `ExportResult`.
@@ -164,7 +161,9 @@ def run_fit_test(model, inputs, labels, *, batch_size=8, epochs=1):
     dataset = tf.data.Dataset.from_tensor_slices((list(inputs) if texts else inputs, labels)).batch(batch_size)
     on_dataset = model.fit(dataset, epochs=epochs, verbose=0)
     after_dataset = [np.array(w) for w in model.trainable_weights]
-    assert any(not np.array_equal(a, b) for a, b in zip(after_arrays, after_dataset)), "fit on a dataset changed nothing"
+    assert any(not np.array_equal(a, b) for a, b in zip(after_arrays, after_dataset)), (
+        "fit on a dataset changed nothing"
+    )
     for history in (on_arrays, on_dataset):
         assert all(np.isfinite(history.history["loss"]))
     return on_arrays, on_dataset

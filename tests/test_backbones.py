@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.models.image_backbones (the registry, the factory, keras-hub) and the preprocessing layer."""
+"""Tests for keras_transfer.models.image_backbones (registry, factory, keras-hub) and the preprocessing layer."""
 
 import os
 
@@ -121,7 +121,9 @@ def test_unknown_name_lists_close_names(name, close):
 # --- sizes and weights ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, size, minimum", [("inception_v3", 74, 75), ("xception", 70, 71), ("mobilenet_v2", 31, 32)])
+@pytest.mark.parametrize(
+    "name, size, minimum", [("inception_v3", 74, 75), ("xception", 70, 71), ("mobilenet_v2", 31, 32)]
+)
 def test_image_size_below_minimum_is_an_error(name, size, minimum):
     with pytest.raises(ValueError, match=f"at least {minimum}x{minimum}.*got {size}x{size}"):
         build_backbone(name, weights=None, image_size=size)
@@ -163,9 +165,7 @@ def test_bad_weights_are_an_error(weights):
 
 @pytest.mark.integration
 def test_imagenet_weights_come_from_the_offline_file(assets_dir):
-    path = os.path.join(
-        assets_dir, "keras-models", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    )
+    path = os.path.join(assets_dir, "keras-models", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
     with h5py.File(path, "r") as file:
         group = file["Conv1"]
         kernel_path = []
@@ -273,6 +273,7 @@ def test_keras_hub_preset_classifier_predicts_trains_and_saves(hub_preset, tmp_p
     restored = keras.models.load_model(path)
     np.testing.assert_allclose(restored.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
     assert restored.class_names == ["class_0", "class_1"]
+
     # keras-hub backbones rebuild from their arguments: the frozen BN layers stay frozen.
     def flags(m):
         return {layer.name: layer.trainable for layer in m.backbone.layers if layer.weights}

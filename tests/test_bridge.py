@@ -5,10 +5,10 @@ import os
 import keras
 import numpy as np
 import pytest
+from helpers import image_arrays, tiny_backbone
 
 import keras_transfer as kt
 from keras_transfer.deploy.tfmot import bridge
-from helpers import image_arrays, tiny_backbone
 
 
 def _residual_model():
@@ -22,7 +22,9 @@ def _residual_model():
     x = keras.layers.Add(name="add")([x, shortcut])
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     shared = keras.layers.Dense(4, activation="relu", name="shared")
-    joined = keras.layers.Concatenate(name="concat")([shared(pooled), shared(keras.layers.Rescaling(0.5, name="half")(pooled))])
+    joined = keras.layers.Concatenate(name="concat")(
+        [shared(pooled), shared(keras.layers.Rescaling(0.5, name="half")(pooled))]
+    )
     outputs = keras.layers.Dense(3, activation="softmax", name="out")(joined)
     return keras.Model(inputs, outputs, name="residual")
 
@@ -33,10 +35,14 @@ def _randomize_batch_norm(model, seed=0):
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             channels = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.3, channels),
-                rng.normal(0, 0.5, channels), rng.uniform(0.5, 2.0, channels),
-            ])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, channels),
+                    rng.normal(0, 0.3, channels),
+                    rng.normal(0, 0.5, channels),
+                    rng.uniform(0.5, 2.0, channels),
+                ]
+            )
 
 
 def test_functional_model_with_shared_and_multi_input_layers():
@@ -47,10 +53,8 @@ def test_functional_model_with_shared_and_multi_input_layers():
     assert result.max_abs_difference < 1e-5
     tf_model = result.model
     assert type(tf_model).__module__.startswith("tf_keras")
-    assert [layer.name for layer in tf_model.layers if layer.weights] == [
-        "conv", "bn", "shortcut", "shared", "out"]
-    np.testing.assert_allclose(tf_model.predict(images, verbose=0), model.predict(images, verbose=0),
-                               atol=1e-5)
+    assert [layer.name for layer in tf_model.layers if layer.weights] == ["conv", "bn", "shortcut", "shared", "out"]
+    np.testing.assert_allclose(tf_model.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
 
 
 def test_image_classifier_is_flattened_into_one_tf_keras_model():
@@ -66,8 +70,7 @@ def test_image_classifier_is_flattened_into_one_tf_keras_model():
 
 @pytest.mark.parametrize("fold_batch_norm", [False, True])
 def test_nested_backbone_keeps_batch_norm_in_inference_mode(fold_batch_norm):
-    model = kt.ImageClassifier(tiny_backbone(), head=kt.Head.multiclass(3, dropout=0.0),
-                               preprocessor="unit")
+    model = kt.ImageClassifier(tiny_backbone(), head=kt.Head.multiclass(3, dropout=0.0), preprocessor="unit")
     _randomize_batch_norm(model)
     images, _ = image_arrays(8)
     result = bridge.to_tf_keras(model, check_data=images, fold_batch_norm=fold_batch_norm)

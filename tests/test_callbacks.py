@@ -5,11 +5,11 @@ import warnings
 import keras
 import numpy as np
 import pytest
-
 from helpers import image_arrays, tiny_backbone, tiny_classifier
+
 from keras_transfer.finetune.layer_blocks import layer_blocks
-from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
+from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 
 
 class Recorder(keras.callbacks.Callback):
@@ -24,12 +24,12 @@ class Recorder(keras.callbacks.Callback):
         self.trainable, self.begin, self.end, self.optimizers, self.optimizer_state = {}, {}, {}, {}, {}
 
     def weights(self):
-        return {layer.name: [w.numpy().copy() for w in layer.weights]
-                for layer in self.backbone.layers if layer.weights}
+        return {
+            layer.name: [w.numpy().copy() for w in layer.weights] for layer in self.backbone.layers if layer.weights
+        }
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.trainable[epoch] = {layer.name for layer in self.backbone.layers
-                                 if layer.trainable and layer.weights}
+        self.trainable[epoch] = {layer.name for layer in self.backbone.layers if layer.trainable and layer.weights}
         self.begin[epoch] = self.weights()
         self.optimizers[epoch] = self.model.optimizer
         self.optimizer_state[epoch] = {v.name: v.numpy().copy() for v in self.model.optimizer.variables}
@@ -91,8 +91,13 @@ def nested_model():
     """A plain model whose backbone holds a composite layer with a BatchNormalization inside."""
     inputs = keras.Input((16, 16, 3), name="pixels")
     x = keras.layers.Conv2D(4, 3, name="stem_conv")(inputs)
-    x = keras.Sequential([keras.layers.Conv2D(4, 3, padding="same", name="stage_conv"),
-                          keras.layers.BatchNormalization(name="stage_bn")], name="stage")(x)
+    x = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, padding="same", name="stage_conv"),
+            keras.layers.BatchNormalization(name="stage_bn"),
+        ],
+        name="stage",
+    )(x)
     x = keras.layers.Conv2D(4, 3, name="top_conv")(x)
     backbone = keras.Model(inputs, x, name="features")
     outputs = keras.layers.Dense(2, activation="softmax", name="head")(
@@ -150,13 +155,21 @@ def test_optimizer_built_before_is_replaced_keeping_its_state():
     old = model.optimizer
     old_state = {v.name: v.numpy().copy() for v in old.variables}
     recorder = Recorder(model.backbone)
-    model.fit(images, labels, batch_size=4, initial_epoch=1, epochs=2, verbose=0,
-              callbacks=[ProgressiveUnfreezing(initial_blocks=1, blocks=tiny_blocks(model)), recorder])
+    model.fit(
+        images,
+        labels,
+        batch_size=4,
+        initial_epoch=1,
+        epochs=2,
+        verbose=0,
+        callbacks=[ProgressiveUnfreezing(initial_blocks=1, blocks=tiny_blocks(model)), recorder],
+    )
 
     new, state = recorder.optimizers[1], recorder.optimizer_state[1]
     assert new is not old and type(new) is type(old) and recorder.trainable[1] == {"conv3"}
-    assert set(state) == set(old_state) | {f"conv3_{weight}_{slot}" for weight in ("kernel", "bias")
-                                           for slot in ("momentum", "velocity")}
+    assert set(state) == set(old_state) | {
+        f"conv3_{weight}_{slot}" for weight in ("kernel", "bias") for slot in ("momentum", "velocity")
+    }
     for name, value in state.items():
         if name in old_state:  # step count, rate and the head's slots go on from where they were
             np.testing.assert_array_equal(value, old_state[name], err_msg=name)
@@ -173,8 +186,14 @@ def test_mirrored_strategy_fit_and_save(mirrored_strategy, tmp_path):
     compiled = model.optimizer
     recorder = Recorder(model.backbone)
     images, labels = image_arrays(8)
-    model.fit(images, labels, batch_size=4, epochs=2, verbose=0,
-              callbacks=[ProgressiveUnfreezing(blocks=tiny_blocks(model)), recorder])
+    model.fit(
+        images,
+        labels,
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[ProgressiveUnfreezing(blocks=tiny_blocks(model)), recorder],
+    )
 
     check_epochs(recorder, {0: set(), 1: {"conv3"}}, model.backbone)
     # Replaced (fit built it first, over the head alone), layer-wise still.

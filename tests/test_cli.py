@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import sentiment_texts, tiny_bert
 from PIL import Image
 
-from helpers import sentiment_texts, tiny_bert
 from keras_transfer import cli
 from keras_transfer.cli import EXIT_BAD_INPUT, main
 from keras_transfer.cli import train_text as train_text_command
@@ -37,20 +37,35 @@ def trained_run(tmp_path_factory):
     val_dir = _image_folder(root / "val", per_class=3)
     (train_dir / "cats" / "broken.jpg").write_text("not an image")
     output = root / "run"
-    code = main([
-        "train", str(train_dir), "--val-dir", str(val_dir), "--backbone", "mobilenet_v2",
-        "--weights", "none", "--image-size", "32", "--head-epochs", "1", "--finetune-epochs", "1",
-        "--batch-size", "4", "--output", str(output),
-    ])
+    code = main(
+        [
+            "train",
+            str(train_dir),
+            "--val-dir",
+            str(val_dir),
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--head-epochs",
+            "1",
+            "--finetune-epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0
     return root, output
 
 
 def test_train_writes_model_report_and_plots(trained_run):
     root, output = trained_run
-    assert sorted(os.listdir(output)) == [
-        "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
-    ]
+    assert sorted(os.listdir(output)) == ["confusion_matrix.png", "model.keras", "report.json", "training_curves.png"]
     report = json.loads((output / "report.json").read_text())
     assert report["classes"] == ["cats", "dogs"]
     assert report["skipped_files"] == [str(root / "train" / "cats" / "broken.jpg")]
@@ -65,12 +80,36 @@ def test_train_writes_model_report_and_plots(trained_run):
 def test_train_with_strategies_finds_lr_caches_and_unfreezes_progressively(tmp_path, capsys):
     train_dir = _image_folder(tmp_path / "train")
     output = tmp_path / "run"
-    code = main([
-        "train", str(train_dir), "--val-split", "0.25", "--backbone", "mobilenet_v2",
-        "--weights", "none", "--image-size", "32", "--head-epochs", "1", "--finetune-epochs", "2",
-        "--batch-size", "4", "--cache-features", "--schedule", "one_cycle", "--layer-decay", "0.5",
-        "--progressive", "2", "--lr-find", "--output", str(output),
-    ])
+    code = main(
+        [
+            "train",
+            str(train_dir),
+            "--val-split",
+            "0.25",
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--head-epochs",
+            "1",
+            "--finetune-epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--cache-features",
+            "--schedule",
+            "one_cycle",
+            "--layer-decay",
+            "0.5",
+            "--progressive",
+            "2",
+            "--lr-find",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0
     assert "LR finder suggests" in capsys.readouterr().out
     assert (output / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,8 +121,20 @@ def test_train_with_strategies_finds_lr_caches_and_unfreezes_progressively(tmp_p
 def test_train_refuses_non_empty_output_without_overwrite(trained_run, capsys):
     root, output = trained_run
     before = (output / "model.keras").read_bytes()
-    code = main(["train", str(root / "train"), "--backbone", "mobilenet_v2", "--weights", "none",
-                 "--image-size", "32", "--output", str(output)])
+    code = main(
+        [
+            "train",
+            str(root / "train"),
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     assert "--overwrite" in capsys.readouterr().err
     assert (output / "model.keras").read_bytes() == before
@@ -91,8 +142,20 @@ def test_train_refuses_non_empty_output_without_overwrite(trained_run, capsys):
 
 def test_train_reports_bad_data_before_training(tmp_path, capsys):
     _image_folder(tmp_path / "one_class", classes=("cats",))
-    code = main(["train", str(tmp_path / "one_class"), "--backbone", "mobilenet_v2", "--weights", "none",
-                 "--image-size", "32", "--output", str(tmp_path / "out")])
+    code = main(
+        [
+            "train",
+            str(tmp_path / "one_class"),
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     assert "2 classes" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -100,8 +163,20 @@ def test_train_reports_bad_data_before_training(tmp_path, capsys):
 
 def test_train_rejects_unknown_backbone_with_close_names(tmp_path, capsys):
     _image_folder(tmp_path / "data")
-    code = main(["train", str(tmp_path / "data"), "--backbone", "mobilenet_v9", "--weights", "none",
-                 "--image-size", "32", "--output", str(tmp_path / "out")])
+    code = main(
+        [
+            "train",
+            str(tmp_path / "data"),
+            "--backbone",
+            "mobilenet_v9",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     assert "mobilenet_v2" in capsys.readouterr().err
 
@@ -142,11 +217,26 @@ def test_predict_names_unreadable_image(trained_run, tmp_path, capsys):
 def test_export_int8_checks_and_evaluate_runs_the_tflite_file(trained_run, tmp_path, capsys):
     root, output = trained_run
     path = tmp_path / "model.tflite"
-    assert main([
-        "export", str(output / "model.keras"), "--quantize", "int8", "--representative-data",
-        str(root / "train"), "--num-samples", "8", "--eval-data", str(root / "val"),
-        "--output", str(path), "--json",
-    ]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(output / "model.keras"),
+                "--quantize",
+                "int8",
+                "--representative-data",
+                str(root / "train"),
+                "--num-samples",
+                "8",
+                "--eval-data",
+                str(root / "val"),
+                "--output",
+                str(path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["quantization"]["mode"] == "int8" and summary["checked_on"] == "eval-data"
@@ -176,10 +266,22 @@ def test_export_int8_checks_and_evaluate_runs_the_tflite_file(trained_run, tmp_p
 def test_export_within_an_accuracy_budget_and_saved_model(trained_run, tmp_path, capsys):
     root, output = trained_run
     path = tmp_path / "budget.tflite"
-    assert main([
-        "export", str(output / "model.keras"), "--eval-data", str(root / "val"),
-        "--max-accuracy-drop", "0.5", "--output", str(path), "--json",
-    ]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(output / "model.keras"),
+                "--eval-data",
+                str(root / "val"),
+                "--max-accuracy-drop",
+                "0.5",
+                "--output",
+                str(path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
     # Any drop fits in 0.5, so the smallest file wins (dynamic range can beat int8 on size).
@@ -187,20 +289,40 @@ def test_export_within_an_accuracy_budget_and_saved_model(trained_run, tmp_path,
     assert sorted(sizes) == ["dynamic", "float16", "int8", "none"]
     assert summary["quantization"]["mode"] == min(sizes, key=sizes.get) and summary["size_bytes"] == min(sizes.values())
     assert f"chose {summary['quantization']['mode']}" in out and "float16" in out
-    assert main(["export", str(output / "model.keras"), "--format", "saved_model",
-                 "--output", str(tmp_path / "saved")]) == 0
+    assert (
+        main(["export", str(output / "model.keras"), "--format", "saved_model", "--output", str(tmp_path / "saved")])
+        == 0
+    )
     assert "Checked on 8 random inputs" in capsys.readouterr().out
     assert (tmp_path / "saved" / "metadata.json").exists()
 
 
-@pytest.mark.parametrize("method, extra", [("prune", ["--sparsity", "0.5", "--epochs", "2"]),
-                                           ("qat", ["--epochs", "1"])])
+@pytest.mark.parametrize(
+    "method, extra", [("prune", ["--sparsity", "0.5", "--epochs", "2"]), ("qat", ["--epochs", "1"])]
+)
 def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method, extra):
     root, output = trained_run
     out_dir = tmp_path / method
-    assert main(["optimize", str(output / "model.keras"), str(root / "train"), "--method", method,
-                 "--val-dir", str(root / "val"), "--batch-size", "4", *extra,
-                 "--output", str(out_dir), "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(output / "model.keras"),
+                str(root / "train"),
+                "--method",
+                method,
+                "--val-dir",
+                str(root / "val"),
+                "--batch-size",
+                "4",
+                *extra,
+                "--output",
+                str(out_dir),
+                "--json",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     summary = json.loads(printed.strip().splitlines()[-1])
     assert sorted(os.listdir(out_dir)) == ["model.tflite", "model.tflite.json", "report.json"]
@@ -230,8 +352,10 @@ def test_optimize_bad_input_exits_2_before_training(trained_run, tmp_path, capsy
             main(["optimize", *argv, "--output", str(tmp_path / "x")])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     _image_folder(tmp_path / "birds", classes=("crows", "owls"), per_class=2)
-    assert main(["optimize", model, str(tmp_path / "birds"), "--method", "prune",
-                 "--output", str(tmp_path / "y")]) == EXIT_BAD_INPUT
+    assert (
+        main(["optimize", model, str(tmp_path / "birds"), "--method", "prune", "--output", str(tmp_path / "y")])
+        == EXIT_BAD_INPUT
+    )
     assert "differ" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
 
@@ -289,11 +413,27 @@ def test_train_on_real_cats_and_dogs(assets_dir, tmp_path):
             for file in sorted(os.listdir(os.path.join(source, split, name)))[:count]:
                 os.symlink(os.path.join(source, split, name, file), folder / file)
     output = tmp_path / "run"
-    assert main([
-        "train", str(tmp_path / "train"), "--val-dir", str(tmp_path / "validation"),
-        "--backbone", "mobilenet_v2", "--image-size", "96", "--head-epochs", "2",
-        "--finetune-epochs", "1", "--output", str(output),
-    ]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "train"),
+                "--val-dir",
+                str(tmp_path / "validation"),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "96",
+                "--head-epochs",
+                "2",
+                "--finetune-epochs",
+                "1",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     report = json.loads((output / "report.json").read_text())
     print("CLI train on 100 real cats/dogs images, val accuracy:", report["val_accuracy"])
     assert report["val_accuracy"] >= 0.75
@@ -304,8 +444,18 @@ def test_train_on_real_cats_and_dogs(assets_dir, tmp_path):
 
 TEXT_CLASSES = ["negative", "positive"]
 TEXT_REPORT_KEYS = {
-    "val_accuracy", "classes", "trainable_params", "total_params", "trainable_percent", "seconds",
-    "recipe", "strategy", "sequence_length", "backbone", "num_train", "num_val",
+    "val_accuracy",
+    "classes",
+    "trainable_params",
+    "total_params",
+    "trainable_percent",
+    "seconds",
+    "recipe",
+    "strategy",
+    "sequence_length",
+    "backbone",
+    "num_train",
+    "num_val",
 }
 
 
@@ -318,8 +468,10 @@ def _write_table(path, rows, delimiter=",", header=("text", "label")):
 
 def _sentiment_rows(repeats, label_first=False):
     texts, labels = sentiment_texts(repeats)
-    return [(TEXT_CLASSES[label], text) if label_first else (text, TEXT_CLASSES[label])
-            for text, label in zip(texts, labels)]
+    return [
+        (TEXT_CLASSES[label], text) if label_first else (text, TEXT_CLASSES[label])
+        for text, label in zip(texts, labels)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -337,8 +489,21 @@ def text_files(tmp_path_factory):
 
 
 def _train_text(text_files, output, *extra):
-    return main(["train-text", str(text_files / "train.csv"), "--backbone", str(text_files / "preset"),
-                 "--weights", "none", "--batch-size", "8", "--output", str(output), *extra])
+    return main(
+        [
+            "train-text",
+            str(text_files / "train.csv"),
+            "--backbone",
+            str(text_files / "preset"),
+            "--weights",
+            "none",
+            "--batch-size",
+            "8",
+            "--output",
+            str(output),
+            *extra,
+        ]
+    )
 
 
 def _last_json_line(out):
@@ -351,17 +516,16 @@ def text_run(text_files):
     output = text_files / "lora_run"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = _train_text(text_files, output, "--val-file", str(text_files / "val.csv"),
-                           "--lora-rank", "2", "--epochs", "1", "--json")
+        code = _train_text(
+            text_files, output, "--val-file", str(text_files / "val.csv"), "--lora-rank", "2", "--epochs", "1", "--json"
+        )
     assert code == 0
     return output, stdout.getvalue().strip().splitlines()
 
 
 def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
     output, printed = text_run
-    assert sorted(os.listdir(output)) == [
-        "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
-    ]
+    assert sorted(os.listdir(output)) == ["confusion_matrix.png", "model.keras", "report.json", "training_curves.png"]
     report = json.loads((output / "report.json").read_text())
     assert TEXT_REPORT_KEYS <= set(report)
     assert report["recipe"] == report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
@@ -385,21 +549,44 @@ def test_train_text_full_and_frozen(text_files, tmp_path, recipe):
     output = tmp_path / "run"
     if recipe == "full":
         # The whole network; validation carved out of the file.
-        code = _train_text(text_files, output, "--recipe", "full", "--epochs", "1",
-                           "--val-split", "0.25", "--sequence-length", "8")
+        code = _train_text(
+            text_files, output, "--recipe", "full", "--epochs", "1", "--val-split", "0.25", "--sequence-length", "8"
+        )
     else:
         # The head alone, no validation data, columns by index in a headerless TSV; --strategy is
         # the old name of --recipe.
-        code = main(["train-text", str(text_files / "train.tsv"), "--text-column", "1",
-                     "--label-column", "0", "--backbone", str(text_files / "preset"), "--weights", "none",
-                     "--strategy", "frozen", "--epochs", "1", "--batch-size", "8", "--output", str(output)])
+        code = main(
+            [
+                "train-text",
+                str(text_files / "train.tsv"),
+                "--text-column",
+                "1",
+                "--label-column",
+                "0",
+                "--backbone",
+                str(text_files / "preset"),
+                "--weights",
+                "none",
+                "--strategy",
+                "frozen",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--output",
+                str(output),
+            ]
+        )
     assert code == 0
     report = json.loads((output / "report.json").read_text())
     assert TEXT_REPORT_KEYS <= set(report) and report["recipe"] == report["strategy"] == recipe
     assert report["classes"] == TEXT_CLASSES and report["lora_rank"] is None
     if recipe == "full":
         assert sorted(os.listdir(output)) == [
-            "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"
+            "confusion_matrix.png",
+            "model.keras",
+            "report.json",
+            "training_curves.png",
         ]
         assert report["num_train"] == 18 and report["num_val"] == 6 and report["sequence_length"] == 8
         assert list(report["phases"]) == ["finetune"] and report["phases"]["finetune"]["epochs"] == 1
@@ -424,8 +611,20 @@ def test_evaluate_text_model_on_a_csv_file(text_files, text_run, capsys):
     assert result["accuracy"] == pytest.approx(report["val_accuracy"])
 
     # Columns by index, and the text report.
-    assert main(["evaluate", str(output / "model.keras"), str(text_files / "train.tsv"),
-                 "--text-column", "1", "--label-column", "0"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(output / "model.keras"),
+                str(text_files / "train.tsv"),
+                "--text-column",
+                "1",
+                "--label-column",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out
 
 
@@ -436,20 +635,22 @@ def test_evaluate_model_accepts_a_text_classifier_and_a_string_dataset(text_file
 
     output, _ = text_run
     model = keras.saving.load_model(output / "model.keras", compile=False)
-    dataset = kt.data.text_file(text_files / "val.csv", text_column="text", label_column="label",
-                                shuffle=False)
+    dataset = kt.data.text_file(text_files / "val.csv", text_column="text", label_column="label", shuffle=False)
     report = kt.evaluation.evaluate_model(model, dataset)
     assert report.num_examples == 12 and report.class_names == TEXT_CLASSES
     assert report.accuracy == pytest.approx(json.loads((output / "report.json").read_text())["val_accuracy"])
 
 
-@pytest.mark.parametrize("options, expected", [
-    (dict(), ("full", None, 0)),
-    (dict(lora_rank=4), ("lora", 4, 0)),
-    (dict(recipe="lora", head_epochs=2), ("lora", recipes.DEFAULT_LORA_RANK, 2)),
-    (dict(recipe="frozen"), ("frozen", None, 3)),
-    (dict(recipe="full", head_epochs=1), ("full", None, 1)),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (dict(), ("full", None, 0)),
+        (dict(lora_rank=4), ("lora", 4, 0)),
+        (dict(recipe="lora", head_epochs=2), ("lora", recipes.DEFAULT_LORA_RANK, 2)),
+        (dict(recipe="frozen"), ("frozen", None, 3)),
+        (dict(recipe="full", head_epochs=1), ("full", None, 1)),
+    ],
+)
 def test_text_recipe_options(options, expected):
     args = cli.build_parser().parse_args(["train-text", "t.csv", "--backbone", "b", "--output", "o"])
     for key, value in options.items():
@@ -457,8 +658,9 @@ def test_text_recipe_options(options, expected):
     recipe = train_text_command.text_recipe(args)
     assert (recipes.text_recipe_name(recipe), recipe.lora_rank, recipe.head_epochs) == expected
     # The recipe is the library's, with only the options given changed.
-    assert recipe == recipes.text_recipe(expected[0], lora_rank=options.get("lora_rank"),
-                                         head_epochs=options.get("head_epochs"))
+    assert recipe == recipes.text_recipe(
+        expected[0], lora_rank=options.get("lora_rank"), head_epochs=options.get("head_epochs")
+    )
 
 
 def test_train_text_recipe_options_and_strategy_alias():
@@ -467,7 +669,8 @@ def test_train_text_recipe_options_and_strategy_alias():
     assert parse([*base, "--strategy", "frozen"]).recipe == "frozen"  # the old name still works
     args = parse([*base, "--recipe", "lora", "--epochs", "2", "--lr", "1e-3", "--early-stopping", "1"])
     assert train_text_command.text_recipe(args) == recipes.text_recipe(
-        "lora", epochs=2, learning_rate=1e-3, early_stopping=1)
+        "lora", epochs=2, learning_rate=1e-3, early_stopping=1
+    )
     args = parse([*base, "--recipe", "frozen", "--epochs", "4", "--lr", "0.01"])
     recipe = train_text_command.text_recipe(args)
     assert (recipe.head_epochs, recipe.head_learning_rate, recipe.finetune_epochs) == (4, 0.01, 0)
@@ -479,24 +682,57 @@ def test_train_builds_the_image_recipe_from_its_options():
     parse = cli.build_parser().parse_args
     base = ["train", "d", "--backbone", "b", "--output", "o"]
     assert train_command.image_recipe(parse(base)) == recipes.IMAGE_RECIPE
-    args = parse([*base, "--head-epochs", "2", "--unfreeze", "all", "--finetune-optimizer", "adam",
-                  "--finetune-lr", "1e-4", "--schedule", "one_cycle", "--cache-features"])
+    args = parse(
+        [
+            *base,
+            "--head-epochs",
+            "2",
+            "--unfreeze",
+            "all",
+            "--finetune-optimizer",
+            "adam",
+            "--finetune-lr",
+            "1e-4",
+            "--schedule",
+            "one_cycle",
+            "--cache-features",
+        ]
+    )
     assert train_command.image_recipe(args) == recipes.IMAGE_RECIPE.replace(
-        head_epochs=2, unfreeze="all", finetune_optimizer="adam", finetune_learning_rate=1e-4,
-        schedule="one_cycle", cache_features=True)
+        head_epochs=2,
+        unfreeze="all",
+        finetune_optimizer="adam",
+        finetune_learning_rate=1e-4,
+        schedule="one_cycle",
+        cache_features=True,
+    )
     assert train_command.image_recipe(parse([*base, "--schedule", "constant"])).schedule is None
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--head-epochs", "-1"], "head_epochs must be an integer >= 0"),
-    (["--unfreeze", "1.5"], "unfreeze=1.5"),
-    (["--early-stopping", "0"], "early_stopping must be an integer >= 1"),
-    (["--finetune-lr", "0"], "finetune_learning_rate must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--head-epochs", "-1"], "head_epochs must be an integer >= 0"),
+        (["--unfreeze", "1.5"], "unfreeze=1.5"),
+        (["--early-stopping", "0"], "early_stopping must be an integer >= 1"),
+        (["--finetune-lr", "0"], "finetune_learning_rate must be a positive number"),
+    ],
+)
 def test_train_recipe_errors_exit_2_before_loading_data(tmp_path, capsys, extra, message):
     # DATA_DIR does not exist: the recipe's error comes first, without a traceback.
-    code = main(["train", str(tmp_path / "missing"), "--backbone", "mobilenet_v2", "--weights", "none",
-                 "--output", str(tmp_path / "out"), *extra])
+    code = main(
+        [
+            "train",
+            str(tmp_path / "missing"),
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--output",
+            str(tmp_path / "out"),
+            *extra,
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and "missing" not in err
@@ -539,8 +775,10 @@ def test_predict_text_sentences_and_file(text_files, text_run, tmp_path, capsys)
     output, _ = text_run
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("the worst plot\n\nnice film\n")
-    assert main(["predict", str(output / "model.keras"), "good film", "awful movie",
-                 "--file", str(sentences), "--json"]) == 0
+    assert (
+        main(["predict", str(output / "model.keras"), "good film", "awful movie", "--file", str(sentences), "--json"])
+        == 0
+    )
     rows = _last_json_line(capsys.readouterr().out)
     assert [row["text"] for row in rows] == ["good film", "awful movie", "the worst plot", "nice film"]
     assert all(row["class"] in TEXT_CLASSES and 0.5 <= row["probability"] <= 1 for row in rows)
@@ -556,17 +794,20 @@ def test_predict_needs_inputs(text_run, capsys):
     assert "nothing to predict" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--text-column", "review"], "column(s) ['review'] not found"),
-    (["--label-column", "7", "--text-column", "0"], "field(s) but the columns need 8"),
-    (["--val-split", "1.5"], "validation_split must be between 0 and 1"),
-    (["--recipe", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
-    (["--strategy", "frozen", "--head-epochs", "1"], "drop --head-epochs"),
-    (["--sequence-length", "1"], "--sequence-length 1 is too short"),
-    (["--sequence-length", "500"], "sequence_length=500 is out of range: the backbone takes 2 to 32"),
-    (["--weights", "missing.weights.h5"], "neither 'pretrained', None, nor an existing weights file"),
-    (["--pooling", "mean", "--lora-rank", "2", "--clean", "shout"], "invalid choice: 'shout'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text-column", "review"], "column(s) ['review'] not found"),
+        (["--label-column", "7", "--text-column", "0"], "field(s) but the columns need 8"),
+        (["--val-split", "1.5"], "validation_split must be between 0 and 1"),
+        (["--recipe", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
+        (["--strategy", "frozen", "--head-epochs", "1"], "drop --head-epochs"),
+        (["--sequence-length", "1"], "--sequence-length 1 is too short"),
+        (["--sequence-length", "500"], "sequence_length=500 is out of range: the backbone takes 2 to 32"),
+        (["--weights", "missing.weights.h5"], "neither 'pretrained', None, nor an existing weights file"),
+        (["--pooling", "mean", "--lora-rank", "2", "--clean", "shout"], "invalid choice: 'shout'"),
+    ],
+)
 def test_train_text_bad_input_exits_2_before_training(text_files, tmp_path, capsys, extra, message):
     output = tmp_path / "out"
     if message.startswith("invalid choice"):  # argparse's own check, also exit 2
@@ -584,13 +825,15 @@ def test_train_text_bad_input_exits_2_before_training(text_files, tmp_path, caps
 
 def test_train_text_missing_file_and_unknown_backbone(text_files, tmp_path, capsys):
     output = tmp_path / "out"
-    code = main(["train-text", str(tmp_path / "nope.csv"), "--backbone", str(text_files / "preset"),
-                 "--output", str(output)])
+    code = main(
+        ["train-text", str(tmp_path / "nope.csv"), "--backbone", str(text_files / "preset"), "--output", str(output)]
+    )
     assert code == EXIT_BAD_INPUT
     assert "nope.csv' does not exist" in capsys.readouterr().err
 
-    code = main(["train-text", str(text_files / "train.csv"), "--backbone", "bert_tiny_en_uncasd",
-                 "--output", str(output)])
+    code = main(
+        ["train-text", str(text_files / "train.csv"), "--backbone", "bert_tiny_en_uncasd", "--output", str(output)]
+    )
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "Unknown text backbone 'bert_tiny_en_uncasd'" in err and "bert_tiny_en_uncased" in err
@@ -623,21 +866,45 @@ def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
 
     output = tmp_path / "run"
     start = time.perf_counter()
-    assert main([
-        "train-text", os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection"),
-        "--text-column", "SMS", "--label-column", "Label", "--max-examples", "300", "--val-split", "0.25",
-        "--backbone", os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"),
-        "--recipe", "lora", "--epochs", "2", "--batch-size", "16", "--sequence-length", "48",
-        "--output", str(output),
-    ]) == 0
+    assert (
+        main(
+            [
+                "train-text",
+                os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection"),
+                "--text-column",
+                "SMS",
+                "--label-column",
+                "Label",
+                "--max-examples",
+                "300",
+                "--val-split",
+                "0.25",
+                "--backbone",
+                os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"),
+                "--recipe",
+                "lora",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--sequence-length",
+                "48",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     seconds = time.perf_counter() - start
     report = json.loads((output / "report.json").read_text())
     matrix = np.array(report["evaluation"]["confusion_matrix"])
     majority = matrix.sum(axis=1).max() / matrix.sum()
     with capsys.disabled():
-        print(f"\ntrain-text LoRA on MiniLM, SMS spam {report['num_train']} train / {report['num_val']} val: "
-              f"val accuracy {report['val_accuracy']:.3f} (majority {majority:.3f}), "
-              f"{report['trainable_percent']:.2f}% trained, {seconds:.0f} s in all")
+        print(
+            f"\ntrain-text LoRA on MiniLM, SMS spam {report['num_train']} train / {report['num_val']} val: "
+            f"val accuracy {report['val_accuracy']:.3f} (majority {majority:.3f}), "
+            f"{report['trainable_percent']:.2f}% trained, {seconds:.0f} s in all"
+        )
     assert report["classes"] == ["ham", "spam"] and report["num_val"] == 75
     assert report["pooling"] == "mean"  # from the folder's 1_Pooling/config.json
     assert report["trainable_percent"] < 5 and report["total_params"] > 22_000_000

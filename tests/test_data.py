@@ -87,9 +87,7 @@ def test_image_folder_rectangular_size(tmp_path):
 
 def test_validation_split_is_disjoint(tmp_path):
     root = make_folder(tmp_path, classes=("a", "b", "c"), per_class=4)
-    train, validation = data.image_folder(
-        root, image_size=16, batch_size=4, validation_split=0.25
-    )
+    train, validation = data.image_folder(root, image_size=16, batch_size=4, validation_split=0.25)
     assert (train.num_examples, validation.num_examples) == (9, 3)
     assert train.class_names == validation.class_names == ["a", "b", "c"]
     train_images, _ = all_batches(train)
@@ -102,9 +100,7 @@ def test_validation_split_is_disjoint(tmp_path):
 def test_validation_dir(tmp_path):
     train_dir = make_folder(tmp_path / "train", per_class=3)
     validation_dir = make_folder(tmp_path / "val", per_class=2)
-    train, validation = data.image_folder(
-        train_dir, validation_dir=validation_dir, image_size=16, batch_size=8
-    )
+    train, validation = data.image_folder(train_dir, validation_dir=validation_dir, image_size=16, batch_size=8)
     assert (train.num_examples, validation.num_examples) == (6, 4)
     assert validation.class_names == ["cats", "dogs"]
     _, labels = all_batches(validation)
@@ -125,16 +121,12 @@ def test_augmentation_changes_train_only(tmp_path):
     assert images.dtype == np.float32 and images.shape == plain_images.shape
     # No augmentation by default: the same images on every pass.
     assert np.array_equal(all_batches(plain_train)[0], plain_images)
-    assert np.array_equal(
-        all_batches(validation)[0], all_batches(plain_validation)[0]
-    )
+    assert np.array_equal(all_batches(validation)[0], all_batches(plain_validation)[0])
 
 
 def test_augment_accepts_a_keras_layer(tmp_path):
     to_seven = keras.layers.Rescaling(0.0, offset=7.0)
-    train, validation = data.image_folder(
-        make_folder(tmp_path), image_size=16, validation_split=0.5, augment=to_seven
-    )
+    train, validation = data.image_folder(make_folder(tmp_path), image_size=16, validation_split=0.5, augment=to_seven)
     assert np.all(all_batches(train)[0] == 7.0)
     assert not np.all(all_batches(validation)[0] == 7.0)
 
@@ -161,9 +153,7 @@ def test_unreadable_images_with_validation_split(tmp_path):
     root = make_folder(tmp_path, per_class=5)
     bad_files = write_corrupt_files(root)
     with pytest.warns(UserWarning, match="truncated.jpg"):
-        train, validation = data.image_folder(
-            root, image_size=16, batch_size=3, validation_split=0.5
-        )
+        train, validation = data.image_folder(root, image_size=16, batch_size=3, validation_split=0.5)
     assert sorted(train.skipped_files + validation.skipped_files) == sorted(bad_files)
     assert train.num_examples + validation.num_examples == 10
     assert len(all_batches(train)[0]) == train.num_examples
@@ -181,9 +171,7 @@ def test_cache_in_memory_and_on_disk(tmp_path):
 
     prefix = str(tmp_path / "cache" / "images")
     os.makedirs(os.path.dirname(prefix))
-    train, validation = data.image_folder(
-        root, image_size=16, validation_split=0.25, cache=prefix
-    )
+    train, validation = data.image_folder(root, image_size=16, validation_split=0.25, cache=prefix)
     assert len(all_batches(train)[0]) == 9 and len(all_batches(validation)[0]) == 3
     cache_files = os.listdir(os.path.dirname(prefix))
     assert any(name.startswith("images_train") for name in cache_files)
@@ -273,17 +261,13 @@ def test_from_arrays_int_labels():
     assert dataset.num_examples == 10 and dataset.skipped_files == []
     all_images, all_labels = all_batches(dataset)
     assert sorted(all_labels.tolist()) == sorted(labels.tolist())
-    assert sorted(all_images.sum(axis=(1, 2, 3))) == sorted(
-        images.astype(np.float32).sum(axis=(1, 2, 3))
-    )
+    assert sorted(all_images.sum(axis=(1, 2, 3))) == sorted(images.astype(np.float32).sum(axis=(1, 2, 3)))
 
 
 def test_from_arrays_grayscale_and_split():
     images = np.arange(8 * 5 * 5, dtype=np.float64).reshape(8, 5, 5, 1) % 256
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    train, validation = data.from_arrays(
-        images, labels, class_names=["x", "y", "z"], validation_split=0.25
-    )
+    train, validation = data.from_arrays(images, labels, class_names=["x", "y", "z"], validation_split=0.25)
     # Stratified: every class with 2 or more images gives one to validation.
     assert (train.num_examples, validation.num_examples) == (5, 3)
     assert sorted(all_batches(validation)[1].tolist()) == [0, 1, 2]
@@ -411,9 +395,7 @@ def test_images_and_text_loaders_use_the_same_split(tmp_path):
     _, expected = split_train_validation(labels, 0.25, seed=11)
     assert np.bincount(labels[expected]).tolist() == [1, 1]
 
-    _, folder_validation = data.image_folder(
-        tmp_path / "folder", image_size=8, validation_split=0.25, seed=11
-    )
+    _, folder_validation = data.image_folder(tmp_path / "folder", image_size=8, validation_split=0.25, seed=11)
     folder_images, _ = all_batches(folder_validation)
     assert sorted(folder_images[:, 0, 0, 0].astype(int) // 10) == expected.tolist()
 
@@ -443,9 +425,7 @@ def test_augmentation_presets_keep_shape_and_range(preset):
 
 def test_augmentation_none_and_unknown():
     assert augmentation("none") is None
-    assert set(AUGMENTATION_PRESETS) == {
-        "none", "flip", "standard", "strong", "randaugment"
-    }
+    assert set(AUGMENTATION_PRESETS) == {"none", "flip", "standard", "strong", "randaugment"}
     with pytest.raises(ValueError, match="Valid presets: none, flip, standard"):
         augmentation("wild")
 
@@ -462,9 +442,7 @@ def test_tfds_image_folder(tmp_path):
     assert x.shape == (4, 16, 16, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
     assert train.class_names == ["ants", "bees"] and train.num_examples == 6
 
-    train, test = data.tfds_image_folder(
-        tmp_path, split=["train", "test"], image_size=16, augment="flip"
-    )
+    train, test = data.tfds_image_folder(tmp_path, split=["train", "test"], image_size=16, augment="flip")
     assert (train.num_examples, test.num_examples) == (6, 2)
     assert len(all_batches(test)[0]) == 2
     with pytest.raises(DataError, match=r"split\(s\) \['valid'\] not found"):
@@ -530,9 +508,7 @@ def test_from_tfds_offline(tiny_tfds_dir, monkeypatch):
     _, test_labels = all_batches(test)
     assert sorted(test_labels.tolist()) == [0, 1, 2]
 
-    single = data.from_tfds(
-        "keras_transfer_tiny_shapes", data_dir=tiny_tfds_dir, download=False, image_size=8
-    )
+    single = data.from_tfds("keras_transfer_tiny_shapes", data_dir=tiny_tfds_dir, download=False, image_size=8)
     assert isinstance(single, tf.data.Dataset) and single.num_examples == 9
 
 

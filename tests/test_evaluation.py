@@ -49,9 +49,7 @@ def identity_model(width, activation=None, head=None, class_names=None):
     model = keras.Sequential(
         [
             keras.Input((width,)),
-            keras.layers.Dense(
-                width, activation=activation, use_bias=False, kernel_initializer="identity"
-            ),
+            keras.layers.Dense(width, activation=activation, use_bias=False, kernel_initializer="identity"),
         ]
     )
     if head is not None:
@@ -144,9 +142,7 @@ def test_multiclass_logits_from_head_attribute():
 
 
 def test_logits_are_detected_without_a_head():
-    report = evaluate_model(
-        identity_model(3), (MULTICLASS_LOGITS, MULTICLASS_LABELS), task="multiclass"
-    )
+    report = evaluate_model(identity_model(3), (MULTICLASS_LOGITS, MULTICLASS_LABELS), task="multiclass")
     assert report.accuracy == 0.75
     np.testing.assert_allclose(report.y_score.sum(axis=1), 1.0, rtol=1e-6)
     assert report.class_names == ["0", "1", "2"]
@@ -167,11 +163,7 @@ def test_shuffled_dataset_is_iterated_once_and_stays_paired():
     # A perfect model: any mismatch between labels and predictions lowers accuracy.
     labels = np.arange(64) % 4
     logits = np.eye(4, dtype="float32")[labels] * 5.0
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((logits, labels))
-        .shuffle(64, reshuffle_each_iteration=True)
-        .batch(8)
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((logits, labels)).shuffle(64, reshuffle_each_iteration=True).batch(8)
     report = evaluate_model(identity_model(4, "softmax"), dataset, task="multiclass")
     assert report.accuracy == 1.0
     assert report.confusion_matrix.tolist() == np.diag([16] * 4).tolist()
@@ -223,9 +215,7 @@ def test_binary_sigmoid():
 
 
 def test_binary_threshold():
-    report = evaluate_model(
-        identity_model(1, "sigmoid"), (BINARY_LOGITS, BINARY_LABELS), task="binary", threshold=0.9
-    )
+    report = evaluate_model(identity_model(1, "sigmoid"), (BINARY_LOGITS, BINARY_LABELS), task="binary", threshold=0.9)
     # Only sigmoid(3) = 0.95 reaches 0.9: four negatives right plus one positive.
     assert report.y_pred.tolist() == [0, 0, 0, 0, 0, 0, 0, 1]
     assert report.accuracy == 0.625
@@ -351,9 +341,7 @@ def test_format_text_truncates_long_names():
 
 def test_plot_confusion_matrix(tmp_path, multiclass_report):
     path = tmp_path / "plots" / "confusion.png"  # the folder is created
-    figure = plot_confusion_matrix(
-        multiclass_report.confusion_matrix, multiclass_report.class_names, path
-    )
+    figure = plot_confusion_matrix(multiclass_report.confusion_matrix, multiclass_report.class_names, path)
     assert_png(str(path))
     axes = figure.axes[0]
     assert axes.get_xlabel() == "Predicted" and axes.get_ylabel() == "True"
@@ -380,8 +368,7 @@ def test_plot_training_curves_two_phases(tmp_path):
         "val_accuracy": [0.4, 0.5, 0.6],
         "learning_rate": [0.01, 0.01, 0.01],
     }
-    finetune = {"loss": [0.5, 0.4], "accuracy": [0.8, 0.9], "val_loss": [0.6, 0.5],
-                "val_accuracy": [0.7, 0.8]}
+    finetune = {"loss": [0.5, 0.4], "accuracy": [0.8, 0.9], "val_loss": [0.6, 0.5], "val_accuracy": [0.7, 0.8]}
     path = tmp_path / "curves.png"
     figure = plot_training_curves([head, finetune], path, phase_names=["head", "fine-tune"])
     assert_png(str(path))

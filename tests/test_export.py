@@ -37,12 +37,14 @@ def text_inputs(n=5, length=LENGTH, seed=0):
 
 def dense_model():
     """Mostly Dense kernels, so that quantizing the weights shows in the file size."""
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(4, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
 
 
 def signature_inputs(path):
@@ -98,8 +100,7 @@ def test_image_classifier_exports_and_matches_keras(tmp_path, quantization, atol
     model = tiny_classifier(3, class_names=["cat", "dog", "fox"])
     dataset, _, labels = image_dataset(12, num_classes=3, batch_size=8)  # batches of 8 and 4
     path = tmp_path / "model.tflite"
-    result = ex.export(model, path, quantization=quantization, check_data=dataset,
-                       metadata={"task": "pets"})
+    result = ex.export(model, path, quantization=quantization, check_data=dataset, metadata={"task": "pets"})
 
     assert result.path == str(path) and result.format == "tflite"
     assert result.quantization == {"mode": quantization}
@@ -141,8 +142,7 @@ def test_int8_export_is_full_integer_and_close(tmp_path):
     model = tiny_classifier(3)
     dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
     quantization = ex.Quantization.int8(dataset, num_samples=12)
-    result = ex.export(model, tmp_path / "int8.tflite", quantization=quantization,
-                       check_data=(images, labels))
+    result = ex.export(model, tmp_path / "int8.tflite", quantization=quantization, check_data=(images, labels))
     assert result.quantization == {"mode": "int8", "num_samples": 12, "seed": 0, "io_dtype": "float32"}
     assert result.check.max_abs_difference < 0.05 and result.check.top1_agreement >= 0.9
     interpreter = litert.interpreter_class()(model_path=str(tmp_path / "int8.tflite"))
@@ -156,8 +156,9 @@ def test_int8_export_with_integer_inputs_and_outputs(tmp_path, io_dtype):
     model = tiny_classifier(3)
     dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
     path = tmp_path / f"{io_dtype}.tflite"
-    result = ex.export(model, path, quantization=ex.Quantization.int8(dataset, 12, io_dtype=io_dtype),
-                       check_data=(images, labels))
+    result = ex.export(
+        model, path, quantization=ex.Quantization.int8(dataset, 12, io_dtype=io_dtype), check_data=(images, labels)
+    )
     exported = litert.LiteRTModel(path)
     (detail,) = exported.input_details.values()
     assert detail["dtype"] == np.dtype(io_dtype) and exported.quantized_io
@@ -178,8 +179,7 @@ def test_litert_model_predicts_evaluates_and_times_like_keras(tmp_path):
     exported = litert.LiteRTModel(path)
     assert exported.class_names == model.class_names and exported.head == model.head
     assert exported.image_size == model.image_size and not exported.quantized_io
-    np.testing.assert_allclose(exported.predict(images, batch_size=5), model.predict(images, verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(exported.predict(images, batch_size=5), model.predict(images, verbose=0), atol=1e-5)
     report = kt.evaluation.evaluate_model(exported, dataset)
     assert report.accuracy == kt.evaluation.evaluate_model(model, dataset).accuracy
     latency = exported.measure_latency(images[:1], num_threads=1, repeats=5, warmup=1)
@@ -199,10 +199,14 @@ def test_text_model_with_dict_inputs(tmp_path, mask_dtype):
     if mask_dtype == "int32":
         ex.export(model, path, sequence_length=LENGTH)
     else:  # the same through an explicit signature of keras.InputSpecs
-        ex.export(model, path, input_signature={
-            "token_ids": keras.InputSpec(shape=(None, LENGTH), dtype="int32"),
-            "padding_mask": keras.InputSpec(shape=(None, LENGTH), dtype="bool"),
-        })
+        ex.export(
+            model,
+            path,
+            input_signature={
+                "token_ids": keras.InputSpec(shape=(None, LENGTH), dtype="int32"),
+                "padding_mask": keras.InputSpec(shape=(None, LENGTH), dtype="bool"),
+            },
+        )
     assert signature_inputs(path) == {"token_ids": [-1, LENGTH], "padding_mask": [-1, LENGTH]}
     inputs = text_inputs(5)  # int32 masks are cast to the exported dtype
     check = ex.check_export(path, model, inputs, batch_size=2)  # batches of 2, 2 and 1
@@ -228,15 +232,20 @@ def test_text_model_needs_a_sequence_length(tmp_path):
 def test_keras_hub_bert_matches_keras(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32,
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=32,
     )
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in backbone.input}
     model = keras.Model(inputs, keras.layers.Dense(2)(backbone(inputs)["pooled_output"]))
     data = {**text_inputs(6, length=16), "segment_ids": np.zeros((6, 16), "int32")}
     for mode, atol in (("none", 1e-5), ("dynamic", 2e-2)):
-        result = ex.export(model, tmp_path / f"bert_{mode}.tflite", quantization=mode,
-                           sequence_length=16, check_data=data)
+        result = ex.export(
+            model, tmp_path / f"bert_{mode}.tflite", quantization=mode, sequence_length=16, check_data=data
+        )
         assert result.check.max_abs_difference < atol, mode
         if mode == "none":
             assert result.check.top1_agreement == 1.0
@@ -274,8 +283,7 @@ def test_refuses_to_overwrite_without_overwrite(tmp_path):
     assert ex.check_export(path, model, np.ones((2, 64), "float32")).max_abs_difference < 1e-5
     # Files made elsewhere may have no signatures: their one input is then fed by index.
     run = litert.LiteRTModel(WithoutSignatures(litert.interpreter_class()(model_path=str(path)))).predict_on_batch
-    np.testing.assert_allclose(run(np.ones((3, 64), "float32")), model.predict(np.ones((3, 64)), verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(run(np.ones((3, 64), "float32")), model.predict(np.ones((3, 64)), verbose=0), atol=1e-5)
 
     # The metadata file counts too.
     other = tmp_path / "other.tflite"
@@ -346,8 +354,12 @@ def test_subclassed_model_needs_an_input_signature(tmp_path):
         ex.export(model, tmp_path / "model.tflite")
     inputs = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
     model(inputs)
-    result = ex.export(model, tmp_path / "model.tflite", check_data=inputs,
-                       input_signature=[tf.TensorSpec((None, 5), tf.float32, name="features")])
+    result = ex.export(
+        model,
+        tmp_path / "model.tflite",
+        check_data=inputs,
+        input_signature=[tf.TensorSpec((None, 5), tf.float32, name="features")],
+    )
     assert signature_inputs(tmp_path / "model.tflite") == {"features": [-1, 5]}
     assert result.check.max_abs_difference < 1e-5
 
@@ -392,11 +404,14 @@ def test_saved_model_keeps_text_lengths_dynamic(tmp_path):
 # --- what agreement means per head -------------------------------------------------------
 
 
-@pytest.mark.parametrize("head, agreement", [
-    (kt.Head.binary(dropout=0.0), "thresholded"),
-    (kt.Head.binary(logits=True, dropout=0.0), "thresholded"),
-    (kt.Head.regression(dropout=0.0), None),
-])
+@pytest.mark.parametrize(
+    "head, agreement",
+    [
+        (kt.Head.binary(dropout=0.0), "thresholded"),
+        (kt.Head.binary(logits=True, dropout=0.0), "thresholded"),
+        (kt.Head.regression(dropout=0.0), None),
+    ],
+)
 def test_agreement_for_single_output_heads(tmp_path, head, agreement):
     model = tiny_classifier(head=head)
     _, images, labels = image_dataset(8)
@@ -434,9 +449,15 @@ def test_budget_picks_the_smallest_export_within_the_drop(tmp_path):
     model = tiny_classifier(3)
     dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
     path = tmp_path / "chosen.tflite"
-    choice = ex.export_within_budget(model, path, (images, labels), max_accuracy_drop=0.5,
-                                     representative_data=dataset, num_samples=12,
-                                     candidates=("float16", "int8", "none"))
+    choice = ex.export_within_budget(
+        model,
+        path,
+        (images, labels),
+        max_accuracy_drop=0.5,
+        representative_data=dataset,
+        num_samples=12,
+        candidates=("float16", "int8", "none"),
+    )
     sizes = {candidate.quantization: candidate.size_bytes for candidate in choice.candidates}
     assert choice.chosen == min(sizes, key=sizes.get) == "int8"
     assert choice.result.path == str(path) and os.path.getsize(path) == sizes["int8"]
@@ -454,8 +475,9 @@ def test_budget_refuses_bad_settings_and_float32_always_fits(tmp_path):
         ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels), max_accuracy_drop=-0.1)
     with pytest.raises(ValueError, match="Unknown candidates"):
         ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels), candidates=("int4",))
-    choice = ex.export_within_budget(model, tmp_path / "m.tflite", (images, labels),
-                                     max_accuracy_drop=0.0, candidates=("none",))
+    choice = ex.export_within_budget(
+        model, tmp_path / "m.tflite", (images, labels), max_accuracy_drop=0.0, candidates=("none",)
+    )
     assert choice.chosen == "none" and choice.candidates[0].accuracy_drop == 0.0
 
 
@@ -469,8 +491,7 @@ def test_keras_quantize_copies_and_reports_coverage(tmp_path):
     quantized, info = ex.keras_quantize(model, "int8")
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights()))  # untouched
     assert len(info.quantized_layers) == 3 and info.quantized_parameter_fraction > 0.99
-    np.testing.assert_allclose(quantized.predict(inputs, verbose=0), model.predict(inputs, verbose=0),
-                               atol=0.02)
+    np.testing.assert_allclose(quantized.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=0.02)
     with pytest.raises(ValueError, match="quantized by Keras"):
         ex.export(quantized, tmp_path / "q.tflite")
     result = ex.export(quantized, tmp_path / "saved", format="saved_model", check_data=inputs)

@@ -5,11 +5,16 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from helpers import (
+    image_arrays,
+    image_dataset,
+    sentiment_texts,
+    tiny_classifier,
+    tiny_text_classifier,
+    weights_by_layer,
+)
 
 import keras_transfer as kt
-from helpers import image_arrays, image_dataset, sentiment_texts, tiny_classifier, tiny_text_classifier
-from helpers import weights_by_layer
 
 
 def twin_classifiers():
@@ -82,12 +87,19 @@ def test_fine_tune_with_cached_features_trains_only_the_head(tmp_path):
     model = tiny_classifier()
     before = weights_by_layer(model)
     history = model.fine_tune(
-        train, validation, head_epochs=2, finetune_epochs=0, cache_features=True,
-        cached_copies=2, checkpoint_dir=str(tmp_path), verbose=0,
+        train,
+        validation,
+        head_epochs=2,
+        finetune_epochs=0,
+        cache_features=True,
+        cached_copies=2,
+        checkpoint_dir=str(tmp_path),
+        verbose=0,
     )
     after = weights_by_layer(model)
-    assert all(np.array_equal(a, b) for name in before if name != "predictions"
-               for a, b in zip(before[name], after[name]))
+    assert all(
+        np.array_equal(a, b) for name in before if name != "predictions" for a, b in zip(before[name], after[name])
+    )
     assert not np.array_equal(before["predictions"][0], after["predictions"][0])
     assert len(history.head.history["val_accuracy"]) == 2
     assert 0 < history.seconds["head_features"] <= history.seconds["head"]
@@ -99,8 +111,9 @@ def test_fine_tune_with_cached_features_trains_only_the_head(tmp_path):
 def test_fine_tune_caches_array_data_and_continues_with_fine_tuning():
     images, labels = image_arrays(16)
     model = tiny_classifier()
-    history = model.fine_tune((images, labels), head_epochs=1, finetune_epochs=1, unfreeze="all",
-                              cache_features=True, batch_size=8, verbose=0)
+    history = model.fine_tune(
+        (images, labels), head_epochs=1, finetune_epochs=1, unfreeze="all", cache_features=True, batch_size=8, verbose=0
+    )
     assert history.finetune.epoch == [1]
     assert model.get_layer("tiny_backbone").get_layer("conv1").trainable
 
@@ -109,8 +122,9 @@ def test_text_classifier_head_trains_on_cached_token_features():
     model = tiny_text_classifier()
     texts, labels = sentiment_texts(2)
     before = weights_by_layer(model.backbone)
-    history = model.fine_tune((texts, labels), head_epochs=2, finetune_epochs=0, cache_features=True,
-                              head_learning_rate=1e-2, verbose=0)
+    history = model.fine_tune(
+        (texts, labels), head_epochs=2, finetune_epochs=0, cache_features=True, head_learning_rate=1e-2, verbose=0
+    )
     assert len(history.head.history["loss"]) == 2
     after = weights_by_layer(model.backbone)
     assert all(np.array_equal(a, b) for name in before for a, b in zip(before[name], after[name]))

@@ -1,17 +1,23 @@
 """`fine_tune` with the strategies: schedules, progressive unfreezing, layer-wise rates."""
 
-import numpy as np
 import pytest
+from helpers import image_arrays, image_dataset, tiny_classifier
 
 import keras_transfer as kt
-from helpers import image_arrays, image_dataset, tiny_classifier
 
 
 def test_one_cycle_runs_one_cycle_per_phase_over_all_steps():
     train, _, _ = image_dataset(n=16, batch_size=8)
     model = tiny_classifier()
-    model.fine_tune(train, head_epochs=1, finetune_epochs=2, unfreeze="all", schedule="one_cycle",
-                    finetune_learning_rate=1e-3, verbose=0)
+    model.fine_tune(
+        train,
+        head_epochs=1,
+        finetune_epochs=2,
+        unfreeze="all",
+        schedule="one_cycle",
+        finetune_learning_rate=1e-3,
+        verbose=0,
+    )
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, kt.OneCycle)
     assert schedule.total_steps == 2 * 2 and int(model.optimizer.iterations) == 4
@@ -21,8 +27,16 @@ def test_one_cycle_runs_one_cycle_per_phase_over_all_steps():
 def test_warmup_cosine_with_cached_features_counts_the_cached_steps():
     images, labels = image_arrays(24)
     model = tiny_classifier()
-    model.fine_tune((images, labels), head_epochs=2, finetune_epochs=0, batch_size=8,
-                    cache_features=True, schedule="warmup_cosine", head_learning_rate=1e-2, verbose=0)
+    model.fine_tune(
+        (images, labels),
+        head_epochs=2,
+        finetune_epochs=0,
+        batch_size=8,
+        cache_features=True,
+        schedule="warmup_cosine",
+        head_learning_rate=1e-2,
+        verbose=0,
+    )
     schedule = model.optimizer._learning_rate
     assert int(model.optimizer.iterations) == 6
     # 10% warmup of 6 steps, then cosine down to 0 at the last step.
@@ -32,9 +46,9 @@ def test_warmup_cosine_with_cached_features_counts_the_cached_steps():
 def test_progressive_unfreezing_opens_one_block_per_fine_tuning_epoch():
     train, _, _ = image_dataset(n=16, batch_size=8)
     model = tiny_classifier()
-    unfreezing = kt.ProgressiveUnfreezing(blocks_per_epoch=1, blocks=[["conv1", "bn1", "relu1"],
-                                                                     ["conv2", "bn2", "relu2"],
-                                                                     ["conv3", "bn3", "relu3"]])
+    unfreezing = kt.ProgressiveUnfreezing(
+        blocks_per_epoch=1, blocks=[["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3", "relu3"]]
+    )
     model.fine_tune(train, head_epochs=1, finetune_epochs=3, unfreeze=unfreezing, verbose=0)
     assert unfreezing.unfrozen_layers == {2: ["conv3"], 3: ["conv2"]}
     backbone = model.backbone
@@ -48,8 +62,9 @@ def test_layer_decay_gives_lower_blocks_lower_rates():
     model.fine_tune(train, head_epochs=0, finetune_epochs=1, unfreeze="all", layer_decay=0.5, verbose=0)
     optimizer = model.optimizer
     assert isinstance(optimizer, kt.LayerwiseLearningRates)
-    factors = {layer: optimizer.learning_rate_factor(model.backbone.get_layer(layer).kernel)
-               for layer in ("conv1", "conv3")}
+    factors = {
+        layer: optimizer.learning_rate_factor(model.backbone.get_layer(layer).kernel) for layer in ("conv1", "conv3")
+    }
     head = optimizer.learning_rate_factor(model.get_layer("predictions").kernel)
     assert head == 1.0 and factors["conv3"] > factors["conv1"] > 0
 

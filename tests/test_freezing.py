@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_LAYERS, image_arrays, tiny_backbone
 
 import keras_transfer as kt
-from helpers import TINY_LAYERS, image_arrays, tiny_backbone
 
 
 def dense_chain(n=6):

@@ -19,16 +19,38 @@ FEATURES = np.random.default_rng(0).normal(size=(3, 4, 4, 8)).astype("float32")
     "head, outputs, activation, loss_class, from_logits, metric_names",
     [
         (Head.multiclass(3), 3, "softmax", keras.losses.SparseCategoricalCrossentropy, False, ["accuracy"]),
-        (Head.multiclass(4), 4, "softmax", keras.losses.SparseCategoricalCrossentropy, False, ["accuracy", "top3_accuracy"]),
-        (Head.multiclass(10), 10, "softmax", keras.losses.SparseCategoricalCrossentropy, False, ["accuracy", "top5_accuracy"]),
+        (
+            Head.multiclass(4),
+            4,
+            "softmax",
+            keras.losses.SparseCategoricalCrossentropy,
+            False,
+            ["accuracy", "top3_accuracy"],
+        ),
+        (
+            Head.multiclass(10),
+            10,
+            "softmax",
+            keras.losses.SparseCategoricalCrossentropy,
+            False,
+            ["accuracy", "top5_accuracy"],
+        ),
         (Head.multiclass(3, logits=True), 3, "linear", keras.losses.SparseCategoricalCrossentropy, True, ["accuracy"]),
         (Head.binary(), 1, "sigmoid", keras.losses.BinaryCrossentropy, False, ["accuracy", "auc"]),
         (Head.binary(logits=True), 1, "linear", keras.losses.BinaryCrossentropy, True, ["accuracy", "auc"]),
         (Head.multilabel(5), 5, "sigmoid", keras.losses.BinaryCrossentropy, False, ["accuracy", "auc"]),
         (Head.regression(2), 2, "linear", keras.losses.MeanSquaredError, None, ["mae", "rmse"]),
     ],
-    ids=["multiclass3", "multiclass4", "multiclass10", "multiclass_logits", "binary",
-         "binary_logits", "multilabel", "regression"],
+    ids=[
+        "multiclass3",
+        "multiclass4",
+        "multiclass10",
+        "multiclass_logits",
+        "binary",
+        "binary_logits",
+        "multilabel",
+        "regression",
+    ],
 )
 def test_builders(head, outputs, activation, loss_class, from_logits, metric_names):
     model = head_model(head)
@@ -85,8 +107,9 @@ def test_pooling_of_feature_maps(pooling, reduce):
     assert model.get_layer("predictions").kernel.shape[0] == reduce(FEATURES).shape[1]
 
 
-@pytest.mark.parametrize("pooling, layer", [("mean", keras.layers.GlobalAveragePooling1D),
-                                            ("max", keras.layers.GlobalMaxPooling1D)])
+@pytest.mark.parametrize(
+    "pooling, layer", [("mean", keras.layers.GlobalAveragePooling1D), ("max", keras.layers.GlobalMaxPooling1D)]
+)
 def test_pooling_of_token_sequences(pooling, layer):
     model = head_model(Head.regression(1, pooling=pooling), feature_shape=(5, 8))
     assert isinstance(model.get_layer("head_pooling"), layer)

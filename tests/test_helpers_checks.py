@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
-
-from helpers import (image_arrays, run_export_test, run_fit_test, run_serialization_test, sentiment_texts,
-                     tiny_classifier, tiny_text_classifier)
+from helpers import (
+    image_arrays,
+    run_export_test,
+    run_fit_test,
+    run_serialization_test,
+    sentiment_texts,
+    tiny_classifier,
+    tiny_text_classifier,
+)
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import image_arrays, image_dataset, tiny_backbone, tiny_classifier
 
 import keras_transfer as kt
 from keras_transfer.data import DataError
-from helpers import image_arrays, image_dataset, tiny_backbone, tiny_classifier
 
 
 def layer_flags(model):
@@ -62,7 +62,9 @@ def test_feature_extractor_and_predict_classes():
     features = model.feature_extractor().predict(images, verbose=0)
     assert features.shape == (6, 16)
     np.testing.assert_allclose(features, maps.mean(axis=(1, 2)), atol=1e-5)
-    np.testing.assert_allclose(model.feature_extractor("max").predict(images, verbose=0), maps.max(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(
+        model.feature_extractor("max").predict(images, verbose=0), maps.max(axis=(1, 2)), atol=1e-5
+    )
     # One pooling vocabulary: "mean" is the head's default, "avg" its 0.1.0 spelling.
     np.testing.assert_allclose(model.feature_extractor("avg").predict(images, verbose=0), features, atol=1e-6)
     flattened = model.feature_extractor("flatten").predict(images, verbose=0)
@@ -103,8 +105,11 @@ def test_the_task_contract_names_the_head_features_and_survives_loading(tmp_path
     restored = keras.saving.load_model(tmp_path / "model.keras")
     assert restored.head_features is restored.get_layer("head_pooling").output
     images = image_arrays(4)[0]
-    np.testing.assert_allclose(restored.feature_extractor().predict(images, verbose=0),
-                               model.feature_extractor().predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        restored.feature_extractor().predict(images, verbose=0),
+        model.feature_extractor().predict(images, verbose=0),
+        atol=1e-6,
+    )
     # A backbone that pools itself: the head's first layer takes its output as it is.
     pooled = keras.Sequential([tiny_backbone(), keras.layers.GlobalAveragePooling2D()], name="pooled")
     already = kt.ImageClassifier(pooled, head=kt.Head.multiclass(2, hidden_units=[4]), preprocessor="unit")
@@ -121,7 +126,12 @@ def test_save_and_load_round_trip(tmp_path):
     model = tiny_classifier(head=kt.Head.multiclass(2, dropout=0.1, hidden_units=[8]))
     model.fine_tune(train, head_epochs=1, finetune_epochs=1, unfreeze=4, verbose=0)
     assert layer_flags(model) == {
-        "conv1": False, "bn1": False, "conv2": False, "bn2": False, "conv3": True, "bn3": False
+        "conv1": False,
+        "bn1": False,
+        "conv2": False,
+        "bn2": False,
+        "conv3": True,
+        "bn3": False,
     }
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -160,15 +170,19 @@ def test_save_and_load_with_a_frozen_backbone(tmp_path):
 
 
 def _batch_norm_means(model):
-    return {layer.name: layer.moving_mean.numpy().copy() for layer in model.backbone.layers
-            if isinstance(layer, keras.layers.BatchNormalization)}
+    return {
+        layer.name: layer.moving_mean.numpy().copy()
+        for layer in model.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
 
 
 def test_training_from_scratch_learns_batch_norm_statistics(tmp_path):
     images, labels = image_arrays(16)
     pretrained_style = kt.ImageClassifier(tiny_backbone(), num_classes=2, preprocessor="unit")
-    scratch = kt.ImageClassifier(tiny_backbone(name="scratch_backbone"), num_classes=2, preprocessor="unit",
-                                 train_batch_norm=True)
+    scratch = kt.ImageClassifier(
+        tiny_backbone(name="scratch_backbone"), num_classes=2, preprocessor="unit", train_batch_norm=True
+    )
     for model in (pretrained_style, scratch):
         model.compile("adam", learning_rate=1e-3)
     before = {model.name: _batch_norm_means(model) for model in (pretrained_style, scratch)}
@@ -177,25 +191,36 @@ def test_training_from_scratch_learns_batch_norm_statistics(tmp_path):
     # Inference mode keeps ImageNet-style statistics; from scratch they follow the data.
     for name, mean in _batch_norm_means(pretrained_style).items():
         np.testing.assert_array_equal(mean, before[pretrained_style.name][name])
-    moved = [name for name, mean in _batch_norm_means(scratch).items()
-             if not np.array_equal(mean, before[scratch.name][name])]
+    moved = [
+        name
+        for name, mean in _batch_norm_means(scratch).items()
+        if not np.array_equal(mean, before[scratch.name][name])
+    ]
     assert len(moved) == len(before[scratch.name])
 
     # Unfreezing takes BatchNormalization along only when the model trains it.
     for model in (pretrained_style, scratch):
         model.freeze_backbone()
         model.unfreeze_backbone(top=4)  # relu2, conv3, bn3, relu3
-    assert layer_flags(scratch) == {"conv1": False, "bn1": False, "conv2": False, "bn2": False,
-                                    "conv3": True, "bn3": True}
-    assert not [layer for layer in pretrained_style.backbone.layers
-                if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    assert layer_flags(scratch) == {
+        "conv1": False,
+        "bn1": False,
+        "conv2": False,
+        "bn2": False,
+        "conv3": True,
+        "bn3": True,
+    }
+    assert not [
+        layer
+        for layer in pretrained_style.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
 
     path = str(tmp_path / "scratch.keras")
     scratch.save(path)
     restored = keras.models.load_model(path)
     assert restored.train_batch_norm is True
-    np.testing.assert_allclose(restored.predict(images, verbose=0), scratch.predict(images, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(restored.predict(images, verbose=0), scratch.predict(images, verbose=0), atol=1e-6)
 
 
 # --- fine_tune ----------------------------------------------------------------------------
@@ -233,7 +258,14 @@ def test_fine_tune_unfreezes_from_a_layer_name():
     train, _, _ = image_dataset(8)
     model = tiny_classifier()
     model.fine_tune(train, head_epochs=0, finetune_epochs=1, unfreeze="conv2", verbose=0)
-    assert layer_flags(model) == {"conv1": False, "bn1": False, "conv2": True, "bn2": False, "conv3": True, "bn3": False}
+    assert layer_flags(model) == {
+        "conv1": False,
+        "bn1": False,
+        "conv2": True,
+        "bn2": False,
+        "conv3": True,
+        "bn3": False,
+    }
 
 
 def test_early_stopping_continuous_epochs_and_checkpoints(tmp_path):
@@ -242,8 +274,15 @@ def test_early_stopping_continuous_epochs_and_checkpoints(tmp_path):
     checkpoints = str(tmp_path / "checkpoints")
     # A learning rate of 0 never improves val_loss: patience 1 stops each phase after 2 epochs.
     history = model.fine_tune(
-        train, train, head_epochs=5, finetune_epochs=5, early_stopping=1,
-        head_learning_rate=0.0, finetune_learning_rate=0.0, checkpoint_dir=checkpoints, verbose=0,
+        train,
+        train,
+        head_epochs=5,
+        finetune_epochs=5,
+        early_stopping=1,
+        head_learning_rate=0.0,
+        finetune_learning_rate=0.0,
+        checkpoint_dir=checkpoints,
+        verbose=0,
     )
     assert history.head.epoch == [0, 1]
     assert history.finetune.epoch == [2, 3]
@@ -274,11 +313,14 @@ def test_early_stopping_restores_the_best_weights():
     assert np.abs(model.get_layer("predictions").kernel.numpy()).max() < 10
 
 
-@pytest.mark.parametrize("name, optimizer_class", [
-    ("adam", keras.optimizers.Adam),
-    ("rmsprop", keras.optimizers.RMSprop),
-    ("sgd", keras.optimizers.SGD),
-])
+@pytest.mark.parametrize(
+    "name, optimizer_class",
+    [
+        ("adam", keras.optimizers.Adam),
+        ("rmsprop", keras.optimizers.RMSprop),
+        ("sgd", keras.optimizers.SGD),
+    ],
+)
 def test_fine_tune_optimizers(name, optimizer_class):
     train, _, _ = image_dataset(8)
     model = tiny_classifier()
@@ -290,8 +332,15 @@ def test_fine_tune_optimizers(name, optimizer_class):
             seen.append((type(optimizer), float(optimizer.learning_rate), getattr(optimizer, "momentum", None)))
 
     model.fine_tune(
-        train, head_epochs=1, finetune_epochs=1, optimizer=name, finetune_optimizer=name,
-        head_learning_rate=0.01, finetune_learning_rate=0.002, callbacks=[Record()], verbose=0,
+        train,
+        head_epochs=1,
+        finetune_epochs=1,
+        optimizer=name,
+        finetune_optimizer=name,
+        head_learning_rate=0.01,
+        finetune_learning_rate=0.002,
+        callbacks=[Record()],
+        verbose=0,
     )
     assert [entry[0] for entry in seen] == [optimizer_class, optimizer_class]
     assert [entry[1] for entry in seen] == pytest.approx([0.01, 0.002])
@@ -302,7 +351,14 @@ def test_fine_tune_optimizers(name, optimizer_class):
 def test_fine_tune_with_an_optimizer_instance_and_unknown_name():
     train, _, _ = image_dataset(8)
     model = tiny_classifier()
-    model.fine_tune(train, head_epochs=1, finetune_epochs=0, optimizer=keras.optimizers.Adam(beta_1=0.7), head_learning_rate=0.05, verbose=0)
+    model.fine_tune(
+        train,
+        head_epochs=1,
+        finetune_epochs=0,
+        optimizer=keras.optimizers.Adam(beta_1=0.7),
+        head_learning_rate=0.05,
+        verbose=0,
+    )
     assert model.optimizer.beta_1 == 0.7 and float(model.optimizer.learning_rate) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="Unknown optimizer 'adagrad'"):
         model.fine_tune(train, head_epochs=1, finetune_epochs=0, optimizer="adagrad", verbose=0)
@@ -314,12 +370,22 @@ def test_other_heads_train_on_arrays(task):
     rng = np.random.default_rng(3)
     head, targets, metrics = {
         "binary": (kt.Head.binary(dropout=0.0), labels.astype("float32"), {"loss", "accuracy", "auc"}),
-        "multilabel": (kt.Head.multilabel(3, dropout=0.0), (rng.uniform(size=(16, 3)) > 0.5).astype("float32"), {"loss", "accuracy", "auc"}),
-        "regression": (kt.Head.regression(2, dropout=0.0), rng.normal(size=(16, 2)).astype("float32"), {"loss", "mae", "rmse"}),
+        "multilabel": (
+            kt.Head.multilabel(3, dropout=0.0),
+            (rng.uniform(size=(16, 3)) > 0.5).astype("float32"),
+            {"loss", "accuracy", "auc"},
+        ),
+        "regression": (
+            kt.Head.regression(2, dropout=0.0),
+            rng.normal(size=(16, 2)).astype("float32"),
+            {"loss", "mae", "rmse"},
+        ),
     }[task]
     model = tiny_classifier(head=head)
     before = model.get_layer("predictions").kernel.numpy()
-    history = model.fine_tune((images, targets), (images, targets), head_epochs=1, finetune_epochs=0, batch_size=8, verbose=0)
+    history = model.fine_tune(
+        (images, targets), (images, targets), head_epochs=1, finetune_epochs=0, batch_size=8, verbose=0
+    )
     assert set(history.head.history) == metrics | {f"val_{name}" for name in metrics}
     assert np.isfinite(history.head.history["loss"][0])
     assert not np.array_equal(before, model.get_layer("predictions").kernel.numpy())
@@ -353,7 +419,9 @@ def test_train_and_validation_class_mismatch_fails_before_training():
     val, _, _ = image_dataset(8, class_names=["cat", "fox"])
     model = tiny_classifier()
     weights = model.get_weights()
-    with pytest.raises(DataError, match=r"Training classes \['cat', 'dog'\] differ from validation classes \['cat', 'fox'\]"):
+    with pytest.raises(
+        DataError, match=r"Training classes \['cat', 'dog'\] differ from validation classes \['cat', 'fox'\]"
+    ):
         model.fine_tune(train, val, verbose=0)
     assert_untrained(model, weights)
 
@@ -383,8 +451,9 @@ def test_image_size_mismatch_fails_before_training():
 def test_create_takes_a_recipe_and_changes_it_with_options():
     train, _, _ = image_dataset(16, batch_size=8, class_names=["a", "b"])
     recipe = kt.Recipe(head_epochs=2, finetune_epochs=1)
-    model, history = kt.ImageClassifier.create(train, backbone=tiny_backbone(), preprocessor="unit",
-                                               recipe=recipe, finetune_epochs=0, verbose=0)
+    model, history = kt.ImageClassifier.create(
+        train, backbone=tiny_backbone(), preprocessor="unit", recipe=recipe, finetune_epochs=0, verbose=0
+    )
     assert model.class_names == ["a", "b"] and model.preprocessor.mode == "unit"
     assert history.head.epoch == [0, 1] and history.finetune is None
     with pytest.raises(TypeError, match="Unknown recipe options \\['head_epoch'\\]"):
@@ -419,8 +488,13 @@ def test_fine_tune_matches_the_hand_written_keras_recipe():
     initial = model.backbone.get_weights()
 
     history = model.fine_tune(
-        train, head_epochs=1, finetune_epochs=1, unfreeze=unfreeze,
-        head_learning_rate=lr, finetune_learning_rate=lr2, verbose=0,
+        train,
+        head_epochs=1,
+        finetune_epochs=1,
+        unfreeze=unfreeze,
+        head_learning_rate=lr,
+        finetune_learning_rate=lr2,
+        verbose=0,
     )
 
     base.trainable = False
@@ -461,8 +535,15 @@ def test_create_trains_under_mirrored_strategy(mirrored_strategy):
     train, _, _ = image_dataset(16, batch_size=8, class_names=["a", "b"])
     val, _, _ = image_dataset(8, batch_size=8, class_names=["a", "b"], seed=1)
     model, history = kt.ImageClassifier.create(
-        train, val, backbone="mobilenet_v2", weights=None, image_size=32, strategy=strategy,
-        head_epochs=1, finetune_epochs=1, verbose=0,
+        train,
+        val,
+        backbone="mobilenet_v2",
+        weights=None,
+        image_size=32,
+        strategy=strategy,
+        head_epochs=1,
+        finetune_epochs=1,
+        verbose=0,
     )
     assert model.distribute_strategy is strategy
     assert model.class_names == ["a", "b"]

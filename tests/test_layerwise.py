@@ -1,13 +1,13 @@
-"""Tests for keras_transfer.finetune.layer_blocks (layer blocks) and keras_transfer.finetune.layerwise (discriminative rates)."""
+"""Tests for keras_transfer.finetune.layer_blocks and keras_transfer.finetune.layerwise (discriminative rates)."""
 
 import warnings
 
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_bert
 
 import keras_transfer as kt
-from helpers import tiny_bert
 from keras_transfer.finetune.layer_blocks import block_names, layer_blocks
 from keras_transfer.finetune.layerwise import (
     LayerwiseLearningRates,
@@ -75,18 +75,47 @@ def test_layer_blocks_of_mobilenet_v2(mobilenet):
     "layer_names, expected",
     [
         # ResNet: one block per residual block; the stem first.
-        (["conv1_conv", "conv1_bn", "conv2_block1_1_conv", "conv2_block1_0_conv", "conv2_block2_1_conv",
-          "conv3_block1_1_conv", "post_bn"],
-         [["conv1_conv", "conv1_bn"], ["conv2_block1_1_conv", "conv2_block1_0_conv"], ["conv2_block2_1_conv"],
-          ["conv3_block1_1_conv"], ["post_bn"]]),
+        (
+            [
+                "conv1_conv",
+                "conv1_bn",
+                "conv2_block1_1_conv",
+                "conv2_block1_0_conv",
+                "conv2_block2_1_conv",
+                "conv3_block1_1_conv",
+                "post_bn",
+            ],
+            [
+                ["conv1_conv", "conv1_bn"],
+                ["conv2_block1_1_conv", "conv2_block1_0_conv"],
+                ["conv2_block2_1_conv"],
+                ["conv3_block1_1_conv"],
+                ["post_bn"],
+            ],
+        ),
         # EfficientNet: block2a and block2b are two blocks; top_conv is the top block.
-        (["stem_conv", "block1a_dwconv", "block2a_expand_conv", "block2a_project_conv", "block2b_dwconv",
-          "top_conv"],
-         [["stem_conv"], ["block1a_dwconv"], ["block2a_expand_conv", "block2a_project_conv"], ["block2b_dwconv"],
-          ["top_conv"]]),
+        (
+            [
+                "stem_conv",
+                "block1a_dwconv",
+                "block2a_expand_conv",
+                "block2a_project_conv",
+                "block2b_dwconv",
+                "top_conv",
+            ],
+            [
+                ["stem_conv"],
+                ["block1a_dwconv"],
+                ["block2a_expand_conv", "block2a_project_conv"],
+                ["block2b_dwconv"],
+                ["top_conv"],
+            ],
+        ),
         # DenseNet: a transition (pool2_conv) between matches joins the block before it.
-        (["conv1_conv", "conv2_block1_1_conv", "pool2_conv", "conv3_block1_1_conv"],
-         [["conv1_conv"], ["conv2_block1_1_conv", "pool2_conv"], ["conv3_block1_1_conv"]]),
+        (
+            ["conv1_conv", "conv2_block1_1_conv", "pool2_conv", "conv3_block1_1_conv"],
+            [["conv1_conv"], ["conv2_block1_1_conv", "pool2_conv"], ["conv3_block1_1_conv"]],
+        ),
     ],
 )
 def test_layer_blocks_follow_naming_conventions(layer_names, expected):
@@ -109,8 +138,14 @@ def test_layer_blocks_fall_back_to_equal_chunks():
     assert block_names(layer_blocks(functional, 3)) == [["inputs", "a", "a_dropout", "b"], ["c", "d"], ["e"]]
     assert len(layer_blocks(functional)) == 4
     assert len(layer_blocks(functional, 10)) == 5  # at most one block per weighted layer
-    sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="s1"), keras.layers.ReLU(name="act"),
-                                   keras.layers.Dense(2, name="s2")])
+    sequential = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(2, name="s1"),
+            keras.layers.ReLU(name="act"),
+            keras.layers.Dense(2, name="s2"),
+        ]
+    )
     assert block_names(layer_blocks(sequential, 2)) == [["s1", "act"], ["s2"]]
 
 
@@ -223,10 +258,15 @@ def test_config_round_trip_keeps_class_settings_and_multipliers():
         keras.optimizers.RMSprop(schedule, rho=0.8, clipnorm=1.0), model, {**FACTORS, "top": 1.0}
     )
     assert optimizer.variable_multipliers == {
-        "bottom/kernel": 0.25, "bottom/bias": 0.25, "middle/kernel": 0.5, "middle/bias": 0.5,
+        "bottom/kernel": 0.25,
+        "bottom/bias": 0.25,
+        "middle/kernel": 0.5,
+        "middle/bias": 0.5,
     }
-    for copy in (type(optimizer).from_config(optimizer.get_config()),
-                 keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))):
+    for copy in (
+        type(optimizer).from_config(optimizer.get_config()),
+        keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)),
+    ):
         assert type(copy) is type(optimizer) is layerwise_class(keras.optimizers.RMSprop)
         assert copy.rho == 0.8 and copy.clipnorm == 1.0
         assert isinstance(copy._learning_rate, keras.optimizers.schedules.CosineDecay)
@@ -255,9 +295,7 @@ def test_save_and_load_keep_multipliers_and_state(tmp_path):
     assert type(optimizer) is type(model.optimizer) and isinstance(optimizer, LayerwiseLearningRates)
     assert optimizer.variable_multipliers == model.optimizer.variable_multipliers
     assert int(optimizer.iterations) == 1
-    assert [optimizer.learning_rate_factor(v) for v in loaded.trainable_variables] == [
-        0.25, 0.25, 0.5, 0.5, 1.0, 1.0
-    ]
+    assert [optimizer.learning_rate_factor(v) for v in loaded.trainable_variables] == [0.25, 0.25, 0.5, 0.5, 1.0, 1.0]
     # Same weights and Adam slots, so the next step is the same step.
     model.train_on_batch(x, y)
     loaded.train_on_batch(x, y)
@@ -273,8 +311,7 @@ def test_mirrored_fit_scales_each_replica_update(mirrored_strategy):
         model = dense_stack()
         plain = copy_of(model)
         # Weight decay takes the cross-replica path (merge_call) of the optimizer.
-        model.compile(layerwise_learning_rates(keras.optimizers.SGD(0.1, weight_decay=0.1), model, FACTORS),
-                      loss="mse")
+        model.compile(layerwise_learning_rates(keras.optimizers.SGD(0.1, weight_decay=0.1), model, FACTORS), loss="mse")
         plain.compile(keras.optimizers.SGD(0.1, weight_decay=0.1), loss="mse")
     x, y = regression_batch()
     before = kernels(model)

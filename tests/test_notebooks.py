@@ -58,8 +58,11 @@ def test_committed_notebooks_are_clean(path):
     assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     output_bytes = sum(len(json.dumps(output)) for cell in code_cells for output in cell.outputs)
-    stale = [index for index, cell in enumerate(notebook.cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    stale = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not stale and output_bytes <= MAX_OUTPUT_BYTES, (
         f"{path.name} was committed with outputs or execution counts in cells {stale} "
         f"({output_bytes:,} bytes of outputs): clear them before committing (Jupyter's "
@@ -67,8 +70,7 @@ def test_committed_notebooks_are_clean(path):
     )
     attachments = [index for index, cell in enumerate(notebook.cells) if cell.get("attachments")]
     assert not attachments, f"{path.name}: cells {attachments} embed attachments; keep images out of git."
-    parameters = [index for index, cell in enumerate(code_cells)
-                  if "parameters" in cell.metadata.get("tags", [])]
+    parameters = [index for index, cell in enumerate(code_cells) if "parameters" in cell.metadata.get("tags", [])]
     assert parameters == [0], (
         f"{path.name}: the first code cell, and only it, must be tagged `parameters` "
         f"(papermill's convention), got code cells {parameters}."
@@ -105,7 +107,12 @@ def test_notebook_runs_top_to_bottom_on_small_data(path, assets_dir, tmp_path, m
             os.makedirs(keep, exist_ok=True)
             nbformat.write(notebook, os.path.join(keep, path.name))
     seconds = time.perf_counter() - start
-    errors = [output for cell in notebook.cells if cell.cell_type == "code"
-              for output in cell.outputs if output.output_type == "error"]
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
     assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
     print(f"\n{path.name}: executed on small data in {seconds:.0f} s")

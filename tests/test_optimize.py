@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import image_dataset, tiny_classifier
 
 from keras_transfer.deploy.tfmot import optimize
-from helpers import image_dataset, tiny_classifier
 
 CLASS_NAMES = ["dark", "mid", "bright"]
 
@@ -24,8 +24,7 @@ def _interpreter(path):
 
 
 def _data(size=32, n=48):
-    dataset, images, labels = image_dataset(n, size=size, num_classes=3, class_names=CLASS_NAMES,
-                                            batch_size=16)
+    dataset, images, labels = image_dataset(n, size=size, num_classes=3, class_names=CLASS_NAMES, batch_size=16)
     return dataset, images, labels
 
 
@@ -34,9 +33,9 @@ def _decisive_classifier(images, labels):
     model = tiny_classifier(3, class_names=CLASS_NAMES)
     features = model.feature_extractor().predict(images, verbose=0)
     means = np.stack([features[labels == label].mean(0) for label in range(3)])
-    logits = features @ means.T - 0.5 * (means ** 2).sum(1)
+    logits = features @ means.T - 0.5 * (means**2).sum(1)
     scale = 8.0 / np.ptp(logits)  # a few units between the classes' logits
-    model.get_layer("predictions").set_weights([scale * means.T, -0.5 * scale * (means ** 2).sum(1)])
+    model.get_layer("predictions").set_weights([scale * means.T, -0.5 * scale * (means**2).sum(1)])
     return model
 
 
@@ -72,8 +71,11 @@ def test_calibrated_ranges_follow_the_data():
     result = optimize.quantization_aware(model, dataset, epochs=1, learning_rate=1e-6, verbose=0)
     # The preprocessing output ([0, 1] pixels) is quantized on its real range,
     # not on TF-MOT's initial [-6, 6].
-    ranges = {weight.name.split("/")[-1].split(":")[0]: float(weight.numpy())
-              for weight in result.model.get_layer("quant_preprocessing").weights if "output" in weight.name}
+    ranges = {
+        weight.name.split("/")[-1].split(":")[0]: float(weight.numpy())
+        for weight in result.model.get_layer("quant_preprocessing").weights
+        if "output" in weight.name
+    }
     assert ranges["output_min"] == pytest.approx(0.0, abs=1e-3)
     assert 0.8 < ranges["output_max"] <= 1.01
 
@@ -89,9 +91,13 @@ def test_pruning_reaches_the_sparsity_and_survives_export(tmp_path):
     interpreter = _interpreter(path)
     computed = {index for op in interpreter._get_ops_details() for index in op["outputs"]}
     computed |= {detail["index"] for detail in interpreter.get_input_details()}
-    kernels = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_tensor_details()
-               if detail["index"] not in computed and len(detail["shape"]) in (2, 4)
-               and np.dtype(detail["dtype"]) == np.float32]
+    kernels = [
+        interpreter.get_tensor(detail["index"])
+        for detail in interpreter.get_tensor_details()
+        if detail["index"] not in computed
+        and len(detail["shape"]) in (2, 4)
+        and np.dtype(detail["dtype"]) == np.float32
+    ]
     zeros = sum(np.sum(kernel == 0) for kernel in kernels) / sum(kernel.size for kernel in kernels)
     assert zeros == pytest.approx(0.5, abs=0.05)
     assert result.check(path, dataset).max_abs_difference < 1e-4
@@ -121,14 +127,17 @@ def test_clustering_leaves_at_most_the_clusters(tmp_path):
     assert json.load(open(path + ".json"))["quantization"]["method"] == "cluster"
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda model, data: optimize.prune(model, data, sparsity=1.0), "sparsity"),
-    (lambda model, data: optimize.prune(model, data, sparsity=0), "sparsity"),
-    (lambda model, data: optimize.cluster(model, data, clusters=1), "clusters"),
-    (lambda model, data: optimize.optimize(model, data, "distill"), "Unknown optimization method"),
-    (lambda model, data: optimize.quantization_aware(model, data.take(0)), "empty"),
-    (lambda model, data: optimize.quantization_aware("model.keras", data), "Keras 3 model"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda model, data: optimize.prune(model, data, sparsity=1.0), "sparsity"),
+        (lambda model, data: optimize.prune(model, data, sparsity=0), "sparsity"),
+        (lambda model, data: optimize.cluster(model, data, clusters=1), "clusters"),
+        (lambda model, data: optimize.optimize(model, data, "distill"), "Unknown optimization method"),
+        (lambda model, data: optimize.quantization_aware(model, data.take(0)), "empty"),
+        (lambda model, data: optimize.quantization_aware("model.keras", data), "Keras 3 model"),
+    ],
+)
 def test_bad_input_fails_before_training(call, message):
     model = tiny_classifier(3)
     dataset, _, _ = _data(n=16)

@@ -3,10 +3,10 @@
 import json
 
 import numpy as np
+from helpers import image_dataset, tiny_classifier
 
 from keras_transfer.deploy import export as ex
 from keras_transfer.deploy import reports as rp
-from helpers import image_dataset, tiny_classifier
 
 
 def test_reports_measure_size_accuracy_latency_and_compare(tmp_path):
@@ -39,8 +39,9 @@ def test_reports_measure_size_accuracy_latency_and_compare(tmp_path):
 
 def test_sparsity_counts_zero_kernel_values_only():
     model = tiny_classifier(2)
-    kernel_layers = [layer for layer in model.backbone.layers + model.layers
-                     if any(len(w.shape) >= 2 for w in layer.weights)]
+    kernel_layers = [
+        layer for layer in model.backbone.layers + model.layers if any(len(w.shape) >= 2 for w in layer.weights)
+    ]
     for layer in kernel_layers:
         layer.set_weights([np.zeros_like(w) if w.ndim >= 2 else w + 1 for w in layer.get_weights()])
     assert rp.weight_sparsity(model) == 1.0

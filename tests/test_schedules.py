@@ -1,4 +1,4 @@
-"""Tests for keras_transfer.finetune.schedules (warmup + cosine, one-cycle) and lr_finder (the learning-rate range test)."""
+"""Tests for keras_transfer.finetune.schedules (warmup + cosine, one-cycle) and lr_finder (LR range test)."""
 
 import doctest
 import json
@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import image_dataset, tiny_classifier
 from matplotlib.figure import Figure
 
-from helpers import image_dataset, tiny_classifier
 from keras_transfer.finetune import lr_finder, schedules
 from keras_transfer.finetune.lr_finder import LearningRateFinderResult, find_learning_rate
 from keras_transfer.finetune.schedules import OneCycle, warmup_cosine
@@ -27,8 +27,7 @@ def values(schedule, steps):
 
 def test_warmup_cosine_follows_the_formula():
     peak, initial, final, warmup, total = 0.1, 0.01, 0.001, 10, 100
-    schedule = warmup_cosine(peak, total, warmup_steps=warmup,
-                             initial_learning_rate=initial, final_learning_rate=final)
+    schedule = warmup_cosine(peak, total, warmup_steps=warmup, initial_learning_rate=initial, final_learning_rate=final)
 
     def expected(step):
         if step <= warmup:
@@ -53,16 +52,19 @@ def test_warmup_cosine_takes_the_warmup_as_a_fraction():
     assert float(no_warmup(0)) == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(warmup_steps=100), "warmup_steps must be"),
-    (dict(warmup_steps=2.5), "warmup_steps must be"),
-    (dict(warmup_fraction=1.0), "warmup_fraction must be"),
-    (dict(warmup_steps=5, warmup_fraction=0.1), "not both"),
-    (dict(final_learning_rate=0.5), "final_learning_rate must be"),
-    (dict(initial_learning_rate=-1.0), "initial_learning_rate must be"),
-    (dict(peak_learning_rate=0.0), "peak_learning_rate must be"),
-    (dict(total_steps=0), "total_steps must be"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(warmup_steps=100), "warmup_steps must be"),
+        (dict(warmup_steps=2.5), "warmup_steps must be"),
+        (dict(warmup_fraction=1.0), "warmup_fraction must be"),
+        (dict(warmup_steps=5, warmup_fraction=0.1), "not both"),
+        (dict(final_learning_rate=0.5), "final_learning_rate must be"),
+        (dict(initial_learning_rate=-1.0), "initial_learning_rate must be"),
+        (dict(peak_learning_rate=0.0), "peak_learning_rate must be"),
+        (dict(total_steps=0), "total_steps must be"),
+    ],
+)
 def test_warmup_cosine_rejects_bad_arguments(arguments, message):
     arguments = {"peak_learning_rate": 0.1, "total_steps": 100, **arguments}
     with pytest.raises(ValueError, match=message):
@@ -74,6 +76,7 @@ def test_warmup_cosine_rejects_bad_arguments(arguments, message):
 
 def fastai_one_cycle(step, max_lr, total, pct_start, div, final_div):
     """fastai's `combined_cos(pct_start, lr_max/div, lr_max, lr_max/(div*final_div))`."""
+
     def cos(start, end, position):  # fastai's SchedCos
         return start + (1 + math.cos(math.pi * (1 - position))) * (end - start) / 2
 
@@ -84,10 +87,13 @@ def fastai_one_cycle(step, max_lr, total, pct_start, div, final_div):
     return cos(max_lr, final, (position - pct_start) / (1 - pct_start))
 
 
-@pytest.mark.parametrize("max_lr, total, pct_start, div, final_div", [
-    (0.1, 200, 0.25, 25.0, 1e4),
-    (3e-3, 90, 0.3, 10.0, 100.0),
-])
+@pytest.mark.parametrize(
+    "max_lr, total, pct_start, div, final_div",
+    [
+        (0.1, 200, 0.25, 25.0, 1e4),
+        (3e-3, 90, 0.3, 10.0, 100.0),
+    ],
+)
 def test_one_cycle_matches_fastai(max_lr, total, pct_start, div, final_div):
     schedule = OneCycle(max_lr, total, pct_start=pct_start, div_factor=div, final_div_factor=final_div)
     steps = np.arange(total + 20)
@@ -128,14 +134,17 @@ def test_one_cycle_config_round_trips_and_serializes():
     np.testing.assert_allclose(values(restored, [0, 90, 300]), values(schedule, [0, 90, 300]))
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(max_learning_rate=0.0), "max_learning_rate must be"),
-    (dict(total_steps=0), "total_steps must be"),
-    (dict(total_steps=10.0), "total_steps must be"),
-    (dict(pct_start=1.0), "pct_start must be"),
-    (dict(div_factor=0), "div_factor must be"),
-    (dict(final_div_factor=-1), "final_div_factor must be"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(max_learning_rate=0.0), "max_learning_rate must be"),
+        (dict(total_steps=0), "total_steps must be"),
+        (dict(total_steps=10.0), "total_steps must be"),
+        (dict(pct_start=1.0), "pct_start must be"),
+        (dict(div_factor=0), "div_factor must be"),
+        (dict(final_div_factor=-1), "final_div_factor must be"),
+    ],
+)
 def test_one_cycle_rejects_bad_arguments(arguments, message):
     arguments = {"max_learning_rate": 0.1, "total_steps": 100, **arguments}
     with pytest.raises(ValueError, match=message):
@@ -181,9 +190,12 @@ def least_squares(seed=0, n=512, d=4, noise=0.5):
 
 
 def linear_model(optimizer=None):
-    model = keras.Sequential([
-        keras.Input((4,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
     # Plain SGD without momentum: the stability limit above is exact for it.
     model.compile(optimizer or keras.optimizers.SGD(learning_rate=0.01), loss="mse")
     return model
@@ -194,16 +206,16 @@ def least_squares_run():
     """One range test on least squares, in an unshuffled batch order: `(x, y, limit, result)`."""
     x, y, limit = least_squares()
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)  # 16 batches, repeated
-    result = find_learning_rate(linear_model(), batches, min_learning_rate=MIN_RATE,
-                                max_learning_rate=MAX_RATE, num_steps=STEPS, verbose=0)
+    result = find_learning_rate(
+        linear_model(), batches, min_learning_rate=MIN_RATE, max_learning_rate=MAX_RATE, num_steps=STEPS, verbose=0
+    )
     return x, y, limit, result
 
 
 def test_finder_records_each_batch_loss_at_exponentially_rising_rates(least_squares_run):
     x, y, limit, result = least_squares_run
     count = len(result.raw_losses)
-    np.testing.assert_allclose(result.learning_rates,
-                               np.geomspace(MIN_RATE, MAX_RATE, STEPS)[:count], rtol=1e-12)
+    np.testing.assert_allclose(result.learning_rates, np.geomspace(MIN_RATE, MAX_RATE, STEPS)[:count], rtol=1e-12)
 
     # The same SGD in numpy: losses[i] is batch i's loss before the update at rate i.
     weights, expected = np.zeros((4, 1)), []
@@ -273,8 +285,7 @@ def test_finder_leaves_model_and_optimizer_as_they_were():
     optimizer_config = optimizer.get_config()
     assert int(optimizer.iterations) == 2 and len(optimizer_state) > 3
 
-    result = find_learning_rate(model, (x, y), num_steps=20, min_learning_rate=1e-4,
-                                batch_size=16, verbose=0, seed=0)
+    result = find_learning_rate(model, (x, y), num_steps=20, min_learning_rate=1e-4, batch_size=16, verbose=0, seed=0)
     assert len(result.raw_losses) >= 5 and np.ptp(result.raw_losses) > 0  # it did train
 
     assert model.optimizer is optimizer
@@ -302,8 +313,15 @@ def test_finder_on_a_transfer_model_repeats_a_short_dataset():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a range this short may end still falling
-        result = find_learning_rate(model, dataset, min_learning_rate=1e-5, max_learning_rate=1e-3,
-                                    num_steps=6, divergence_factor=1e6, verbose=0)
+        result = find_learning_rate(
+            model,
+            dataset,
+            min_learning_rate=1e-5,
+            max_learning_rate=1e-3,
+            num_steps=6,
+            divergence_factor=1e6,
+            verbose=0,
+        )
 
     assert len(result.learning_rates) == 6 and np.all(np.isfinite(result.raw_losses))
     assert model.optimizer is optimizer and int(optimizer.iterations) == 0
@@ -314,8 +332,9 @@ def test_finder_on_a_transfer_model_repeats_a_short_dataset():
 def test_finder_warns_when_the_loss_was_still_falling():
     x, y, _ = least_squares(n=128)
     with pytest.warns(UserWarning, match="raise max_learning_rate"):
-        find_learning_rate(linear_model(), (x, y), min_learning_rate=1e-4, max_learning_rate=0.1,
-                           num_steps=30, verbose=0)
+        find_learning_rate(
+            linear_model(), (x, y), min_learning_rate=1e-4, max_learning_rate=0.1, num_steps=30, verbose=0
+        )
 
 
 def test_finder_warns_that_few_steps_under_heavy_smoothing_suggest_too_low():
@@ -328,24 +347,28 @@ def test_finder_warns_that_few_steps_under_heavy_smoothing_suggest_too_low():
     assert not [w for w in caught if "is short for smoothing" in str(w.message)]
 
 
-@pytest.mark.parametrize("arguments, error, message", [
-    (dict(compiled=False), ValueError, "not compiled"),
-    (dict(min_learning_rate=1.0, max_learning_rate=1.0), ValueError, "must be below"),
-    (dict(min_learning_rate=0.0), ValueError, "min_learning_rate must be"),
-    (dict(num_steps=4), ValueError, "num_steps must be"),
-    (dict(smoothing=1.0), ValueError, "smoothing must be"),
-    (dict(divergence_factor=1.0), ValueError, "divergence_factor must be"),
-    (dict(batch_size=0), ValueError, "batch_size must be"),
-    (dict(data="x only"), TypeError, "tf.data.Dataset"),
-    (dict(data="empty"), ValueError, "no batches"),
-])
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        (dict(compiled=False), ValueError, "not compiled"),
+        (dict(min_learning_rate=1.0, max_learning_rate=1.0), ValueError, "must be below"),
+        (dict(min_learning_rate=0.0), ValueError, "min_learning_rate must be"),
+        (dict(num_steps=4), ValueError, "num_steps must be"),
+        (dict(smoothing=1.0), ValueError, "smoothing must be"),
+        (dict(divergence_factor=1.0), ValueError, "divergence_factor must be"),
+        (dict(batch_size=0), ValueError, "batch_size must be"),
+        (dict(data="x only"), TypeError, "tf.data.Dataset"),
+        (dict(data="empty"), ValueError, "no batches"),
+    ],
+)
 def test_finder_rejects_bad_calls_before_doing_anything(arguments, error, message):
     x, y, _ = least_squares(n=64)
     model = linear_model()
     if not arguments.pop("compiled", True):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     data = {"x only": x, "empty": tf.data.Dataset.from_tensor_slices((x, y)).take(0).batch(8)}.get(
-        arguments.pop("data", None), (x, y))
+        arguments.pop("data", None), (x, y)
+    )
     weights = [np.array(v) for v in model.weights]
     with pytest.raises(error, match=message):
         find_learning_rate(model, data, verbose=0, **arguments)
@@ -387,8 +410,10 @@ def test_plot_draws_on_a_log_axis_and_saves_atomically(tmp_path, least_squares_r
 
 def test_plot_works_for_a_short_curve_that_never_diverged():
     result = LearningRateFinderResult(
-        learning_rates=np.geomspace(1e-3, 1e-1, 5), losses=np.array([2.0, 1.9, 1.5, 1.2, 1.1]),
-        raw_losses=np.array([2.0, 1.8, 1.2, 1.0, 1.0]), suggestion=1e-2,
+        learning_rates=np.geomspace(1e-3, 1e-1, 5),
+        losses=np.array([2.0, 1.9, 1.5, 1.2, 1.1]),
+        raw_losses=np.array([2.0, 1.8, 1.2, 1.0, 1.0]),
+        suggestion=1e-2,
     )
     axes = result.plot().axes[0]
     assert axes.get_xscale() == "log"

@@ -5,9 +5,9 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import sentiment_texts, tiny_bert, tiny_text_classifier, weights_by_layer
 
 import keras_transfer as kt
-from helpers import sentiment_texts, tiny_bert, tiny_text_classifier, weights_by_layer
 
 FAST = dict(batch_size=8, verbose=0)
 
@@ -24,14 +24,16 @@ def changed(before, after):
 # --- building ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pooling,layer", [("auto", None), ("pooled", None), ("mean", "token_pooling"),
-                                           ("cls", "token_pooling"), ("max", "token_pooling")])
+@pytest.mark.parametrize(
+    "pooling,layer",
+    [("auto", None), ("pooled", None), ("mean", "token_pooling"), ("cls", "token_pooling"), ("max", "token_pooling")],
+)
 def test_builds_with_each_pooling(pooling, layer):
     model = tiny_text_classifier(3, pooling=pooling)
     assert model.output_shape == (None, 3)
     assert sorted(model.input) == ["padding_mask", "segment_ids", "token_ids"]
     assert model.pooling == ("pooled" if pooling == "auto" else pooling)
-    names = [l.name for l in model.layers]
+    names = [each.name for each in model.layers]
     assert (layer in names) if layer else "token_pooling" not in names
 
 
@@ -47,7 +49,11 @@ def test_the_task_contract_and_the_pooling_vocabulary():
     with pytest.raises(ValueError, match="Unknown pooling 'flatten'"):
         model.feature_extractor("flatten")
     backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        vocabulary_size=30,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
         max_sequence_length=16,
     )
     without_pooler = kt.TextClassifier(backbone, preprocessor=tiny_bert()[1], num_classes=2)
@@ -65,7 +71,11 @@ def test_token_pooling_ignores_padding():
 
 def test_a_backbone_without_pooler_pools_the_mean_and_refuses_pooled():
     backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        vocabulary_size=30,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
         max_sequence_length=16,
     )
     _, preprocessor = tiny_bert()
@@ -75,11 +85,14 @@ def test_a_backbone_without_pooler_pools_the_mean_and_refuses_pooled():
         kt.TextClassifier(backbone, preprocessor=preprocessor, num_classes=2, pooling="pooled")
 
 
-@pytest.mark.parametrize("head,labels,loss", [
-    (kt.Head.binary(dropout=0.0), [[1], [0]], "binary_crossentropy"),
-    (kt.Head.multilabel(3, dropout=0.0), [[1, 0, 1], [0, 1, 0]], "binary_crossentropy"),
-    (kt.Head.regression(1, dropout=0.0), [[0.5], [-1.0]], "mean_squared_error"),
-])
+@pytest.mark.parametrize(
+    "head,labels,loss",
+    [
+        (kt.Head.binary(dropout=0.0), [[1], [0]], "binary_crossentropy"),
+        (kt.Head.multilabel(3, dropout=0.0), [[1, 0, 1], [0, 1, 0]], "binary_crossentropy"),
+        (kt.Head.regression(1, dropout=0.0), [[0.5], [-1.0]], "mean_squared_error"),
+    ],
+)
 def test_text_heads_share_the_image_head_builders(head, labels, loss):
     model = tiny_text_classifier(head=head)
     model.compile(run_eagerly=True)  # one tiny epoch: tracing would cost more than it saves
@@ -154,8 +167,9 @@ def test_sequence_length_comes_from_the_training_data_unless_given():
 def test_full_fine_tuning_learns_toy_sentiment():
     model = tiny_text_classifier()
     texts, labels = sentiment_texts(4)
-    history = model.fine_tune((texts, labels), (texts, labels), head_epochs=0, finetune_epochs=6,
-                              finetune_learning_rate=3e-3, **FAST)
+    history = model.fine_tune(
+        (texts, labels), (texts, labels), head_epochs=0, finetune_epochs=6, finetune_learning_rate=3e-3, **FAST
+    )
     assert history.head is None and history.finetune.history["val_accuracy"][-1] == 1.0
     indices, _ = model.predict_classes(["great movie", "awful movie"])
     assert list(indices) == [1, 0]
@@ -254,8 +268,10 @@ def test_loads_a_local_preset_folder_with_its_weights(tmp_path):
         backbone.get_layer("token_embedding").get_weights()[0],
     )
     random = kt.TextClassifier(tmp_path, num_classes=2, weights=None)
-    assert not np.array_equal(random.backbone.get_layer("token_embedding").get_weights()[0],
-                              backbone.get_layer("token_embedding").get_weights()[0])
+    assert not np.array_equal(
+        random.backbone.get_layer("token_embedding").get_weights()[0],
+        backbone.get_layer("token_embedding").get_weights()[0],
+    )
     assert pretrained.preprocessor.tokenizer.get_vocabulary() == preprocessor.tokenizer.get_vocabulary()
 
 
@@ -268,8 +284,14 @@ def test_create_builds_and_trains_under_a_mirrored_strategy(mirrored_strategy):
     with strategy.scope():
         backbone, preprocessor = tiny_bert()
     model, history = kt.TextClassifier.create(
-        train, backbone=backbone, preprocessor=preprocessor, strategy=strategy, lora_rank=2,
-        head_epochs=0, finetune_epochs=1, verbose=0,
+        train,
+        backbone=backbone,
+        preprocessor=preprocessor,
+        strategy=strategy,
+        lora_rank=2,
+        head_epochs=0,
+        finetune_epochs=1,
+        verbose=0,
     )
     assert model.distribute_strategy is strategy and model.class_names == ["negative", "positive"]
     assert model.lora_summary()["lora_layers"] == 4 and np.isfinite(history.finetune.history["loss"][0])
@@ -315,7 +337,8 @@ def test_auto_pooling_follows_a_sentence_transformers_folder(tmp_path):
     assert kt.TextClassifier(tmp_path, num_classes=2).pooling == "pooled"
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(
-        '{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}')
+        '{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}'
+    )
     assert kt.TextClassifier(tmp_path, num_classes=2).pooling == "mean"
     assert kt.TextClassifier(tmp_path, num_classes=2, pooling="cls").pooling == "cls"
 
@@ -324,8 +347,13 @@ def test_a_family_without_its_own_classifier_preprocessor_gets_the_generic_packe
     # keras-hub has no ElectraTextClassifierPreprocessor: the tokenizer and the generic packer serve.
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film"]
     keras_hub.models.ElectraBackbone(
-        vocab_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16, embedding_dim=16,
-        intermediate_dim=32, max_sequence_length=16,
+        vocab_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        embedding_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=16,
     ).save_to_preset(tmp_path)
     keras_hub.models.ElectraTokenizer(vocabulary=vocabulary).save_to_preset(tmp_path)
     model = kt.TextClassifier(tmp_path, num_classes=2, sequence_length=8)

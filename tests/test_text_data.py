@@ -12,10 +12,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 import keras_transfer as kt
-from keras_transfer import data
-from keras_transfer import errors
-from keras_transfer.data import DataError, TextCleaner
-from keras_transfer.data import sequence_length, splits, text_cleaning, text_files, text_lists
+from keras_transfer import data, errors
+from keras_transfer.data import DataError, TextCleaner, sequence_length, text_cleaning, text_files, text_lists
 from keras_transfer.data import tfds as tfds_data
 
 # --------------------------------------------------------------------------
@@ -51,9 +49,7 @@ REVIEWS_CSV = (
 
 def tiny_vocabulary_tokenizer():
     words = ["the", "cat", "sat", "on", "mat", "a", "dog"]
-    return keras_hub.models.BertTokenizer(
-        vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    )
+    return keras_hub.models.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
 
 
 # --------------------------------------------------------------------------
@@ -62,9 +58,7 @@ def tiny_vocabulary_tokenizer():
 
 def test_text_file_csv_batches_and_attributes(tmp_path):
     path = write(tmp_path / "reviews.csv", REVIEWS_CSV)
-    dataset = data.text_file(
-        path, text_column="review", label_column="sentiment", batch_size=4
-    )
+    dataset = data.text_file(path, text_column="review", label_column="sentiment", batch_size=4)
 
     assert isinstance(dataset, tf.data.Dataset)
     texts, labels = next(iter(dataset))
@@ -97,9 +91,7 @@ def test_text_file_tsv_keeps_quote_characters(tmp_path):
 
 def test_text_file_delimiter_sniffing_and_int_columns(tmp_path):
     # No extension: a tab in the first line means TSV; no header with int columns.
-    no_header = write(
-        tmp_path / "spam", "ham\thello there\nspam\tfree prize, call now\n"
-    )
+    no_header = write(tmp_path / "spam", "ham\thello there\nspam\tfree prize, call now\n")
     dataset = data.text_file(no_header, text_column=1, label_column=0)
     assert dataset.num_examples == 2 and dataset.class_names == ["ham", "spam"]
     assert sorted(all_batches(dataset)[0]) == ["free prize, call now", "hello there"]
@@ -117,9 +109,7 @@ def test_text_file_delimiter_sniffing_and_int_columns(tmp_path):
 
 def test_text_file_validation_file(tmp_path):
     train_path = write(tmp_path / "train.csv", REVIEWS_CSV)
-    validation_path = write(
-        tmp_path / "val.csv", "review,sentiment\nlovely,pos\nboring,neg\nsuperb,pos\n"
-    )
+    validation_path = write(tmp_path / "val.csv", "review,sentiment\nlovely,pos\nboring,neg\nsuperb,pos\n")
     train, validation = data.text_file(
         train_path,
         text_column="review",
@@ -173,15 +163,11 @@ def test_text_file_max_examples_is_a_random_subset(tmp_path):
     # Sorted by class: the first 20 rows are all "a".
     rows = [f"alpha {i},a\n" for i in range(30)] + [f"beta {i},b\n" for i in range(30)]
     path = write(tmp_path / "sorted.csv", "text,label\n" + "".join(rows))
-    dataset = data.text_file(
-        path, text_column="text", label_column="label", max_examples=20
-    )
+    dataset = data.text_file(path, text_column="text", label_column="label", max_examples=20)
     assert dataset.num_examples == 20 and dataset.class_names == ["a", "b"]
     texts, labels = all_batches(dataset)
     assert len(texts) == 20 and set(labels.tolist()) == {0, 1}
-    again = data.text_file(
-        path, text_column="text", label_column="label", max_examples=20, shuffle=False
-    )
+    again = data.text_file(path, text_column="text", label_column="label", max_examples=20, shuffle=False)
     assert sorted(all_batches(again)[0]) == sorted(texts)  # same seeded subset
 
 
@@ -231,12 +217,8 @@ def test_text_file_multi_label_and_regression(tmp_path):
 
 
 def test_class_names_order_and_integer_labels(tmp_path):
-    path = write(
-        tmp_path / "stars.tsv", "stars\ttext\n10\tsuperb\n2\tpoor\n1\tawful\n2\tmeh\n"
-    )
-    dataset = data.text_file(
-        path, text_column="text", label_column="stars", shuffle=False
-    )
+    path = write(tmp_path / "stars.tsv", "stars\ttext\n10\tsuperb\n2\tpoor\n1\tawful\n2\tmeh\n")
+    dataset = data.text_file(path, text_column="text", label_column="stars", shuffle=False)
     assert dataset.class_names == ["1", "2", "10"]  # numeric, not "1" < "10" < "2"
     assert all_batches(dataset)[1].tolist() == [2, 1, 0, 1]
 
@@ -264,9 +246,7 @@ def test_class_names_order_and_integer_labels(tmp_path):
 
 
 def test_clean_runs_in_the_pipeline(tmp_path):
-    path = write(
-        tmp_path / "html.csv", "text,label\n<b>Great</b>   FILM!,pos\nBad.,neg\n"
-    )
+    path = write(tmp_path / "html.csv", "text,label\n<b>Great</b>   FILM!,pos\nBad.,neg\n")
     dataset = data.text_file(
         path,
         text_column="text",
@@ -290,35 +270,25 @@ def error_message(call):
 def test_empty_text_names_the_file_line(tmp_path):
     # Line 4: the header and a two-line quoted text come first.
     path = write(tmp_path / "train.csv", 'text,label\n"two\nlines",a\n   ,b\nok,a\n')
-    message = error_message(
-        lambda: data.text_file(path, text_column="text", label_column="label")
-    )
+    message = error_message(lambda: data.text_file(path, text_column="text", label_column="label"))
     assert f"line 4 of {path!r} has an empty text" in message
     assert "remove the row or fill in its text" in message
 
     tsv = write(tmp_path / "train.tsv", "label\ttext\na\tfine\n\nb\t\n")
-    message = error_message(
-        lambda: data.text_file(tsv, text_column="text", label_column="label")
-    )
+    message = error_message(lambda: data.text_file(tsv, text_column="text", label_column="label"))
     assert f"line 4 of {tsv!r} has an empty text" in message  # blank line 3 counts
 
 
 def test_empty_text_in_a_list_names_the_index():
     message = error_message(lambda: data.from_texts(["fine", "good", " \t"], [0, 1, 0]))
     assert message.startswith("texts[2] has an empty text")
-    message = error_message(
-        lambda: data.from_texts(
-            ["fine", "good"], [0, 1], validation_data=(["ok", ""], [0, 1])
-        )
-    )
+    message = error_message(lambda: data.from_texts(["fine", "good"], [0, 1], validation_data=(["ok", ""], [0, 1])))
     assert message.startswith("validation texts[1] has an empty text")
 
 
 def test_unseen_validation_label(tmp_path):
     train = write(tmp_path / "train.csv", REVIEWS_CSV)
-    validation = write(
-        tmp_path / "val.csv", "review,sentiment\nnice,pos\nodd,neutral\n"
-    )
+    validation = write(tmp_path / "val.csv", "review,sentiment\nnice,pos\nodd,neutral\n")
     message = error_message(
         lambda: data.text_file(
             train,
@@ -328,31 +298,22 @@ def test_unseen_validation_label(tmp_path):
         )
     )
     assert (
-        f"line 3 of {validation!r} has label 'neutral', which is not in the "
-        f"training classes ['neg', 'pos']" in message
+        f"line 3 of {validation!r} has label 'neutral', which is not in the training classes ['neg', 'pos']" in message
     )
     assert "pass class_names= listing every class" in message
 
-    message = error_message(
-        lambda: data.from_texts(
-            ["a b", "c d"], ["x", "y"], validation_data=(["e f"], ["z"])
-        )
-    )
+    message = error_message(lambda: data.from_texts(["a b", "c d"], ["x", "y"], validation_data=(["e f"], ["z"])))
     assert "validation texts[0] has label 'z'" in message and "['x', 'y']" in message
 
 
 def test_label_not_in_given_class_names(tmp_path):
-    message = error_message(
-        lambda: data.from_texts(["a b", "c d"], ["x", "q"], class_names=["x", "y"])
-    )
+    message = error_message(lambda: data.from_texts(["a b", "c d"], ["x", "q"], class_names=["x", "y"]))
     assert "texts[1] has label 'q', which is not in class_names ['x', 'y']" in message
 
 
 def test_missing_column_lists_available_columns(tmp_path):
     path = write(tmp_path / "reviews.csv", REVIEWS_CSV)
-    message = error_message(
-        lambda: data.text_file(path, text_column="text", label_column="sentiment")
-    )
+    message = error_message(lambda: data.text_file(path, text_column="text", label_column="sentiment"))
     assert "column(s) ['text'] not found" in message
     assert "available columns: ['review', 'sentiment']" in message
     assert "header=False" in message
@@ -360,23 +321,17 @@ def test_missing_column_lists_available_columns(tmp_path):
 
 def test_single_class(tmp_path):
     path = write(tmp_path / "one.csv", "text,label\nhi there,a\nbye now,a\n")
-    message = error_message(
-        lambda: data.text_file(path, text_column="text", label_column="label")
-    )
+    message = error_message(lambda: data.text_file(path, text_column="text", label_column="label"))
     assert "need at least 2 classes for classification" in message
     assert f"file {path!r} has 1: ['a']" in message
 
 
 def test_empty_files(tmp_path):
     empty = write(tmp_path / "empty.csv", "\n\n")
-    message = error_message(
-        lambda: data.text_file(empty, text_column="text", label_column="label")
-    )
+    message = error_message(lambda: data.text_file(empty, text_column="text", label_column="label"))
     assert f"file {empty!r} is empty" in message
     header_only = write(tmp_path / "header.csv", "text,label\n")
-    message = error_message(
-        lambda: data.text_file(header_only, text_column="text", label_column="label")
-    )
+    message = error_message(lambda: data.text_file(header_only, text_column="text", label_column="label"))
     assert "has a header but no data rows" in message
     message = error_message(lambda: data.from_texts([], []))
     assert "the texts list has no examples" in message
@@ -384,9 +339,7 @@ def test_empty_files(tmp_path):
 
 def test_text_column_that_is_not_text(tmp_path):
     path = write(tmp_path / "swapped.csv", "text,label\nnice film,1\ndull film,0\n")
-    message = error_message(
-        lambda: data.text_file(path, text_column="label", label_column="text")
-    )
+    message = error_message(lambda: data.text_file(path, text_column="label", label_column="text"))
     assert "are all numbers (e.g. '1')" in message
     assert "did you swap the text and label columns?" in message
 
@@ -501,12 +454,8 @@ def test_cleaning_steps(step, text, expected):
 
 
 def test_cleaner_order_inputs_and_config():
-    html_first = TextCleaner(
-        ["strip_html", "remove_punctuation", "collapse_whitespace"]
-    )
-    punctuation_first = TextCleaner(
-        ["remove_punctuation", "strip_html", "collapse_whitespace"]
-    )
+    html_first = TextCleaner(["strip_html", "remove_punctuation", "collapse_whitespace"])
+    punctuation_first = TextCleaner(["remove_punctuation", "strip_html", "collapse_whitespace"])
     assert html_first("<b>hi</b>") == "hi"
     assert punctuation_first("<b>hi</b>") == "b hi b"  # the tags lost their <>
 
@@ -549,9 +498,7 @@ def test_from_texts_labels():
     assert dataset.class_names == ["3", "5"]
     assert all_batches(dataset)[1].tolist() == [0, 1, 0, 1]
     # ... or, with class_names, indices into them.
-    dataset = data.from_texts(
-        texts, [1, 0, 1, 0], class_names=["negative", "positive"], shuffle=False
-    )
+    dataset = data.from_texts(texts, [1, 0, 1, 0], class_names=["negative", "positive"], shuffle=False)
     assert dataset.class_names == ["negative", "positive"]
     assert all_batches(dataset)[1].tolist() == [1, 0, 1, 0]
 
@@ -563,9 +510,7 @@ def test_from_texts_labels():
 
 def test_from_texts_multi_label_and_regression():
     texts = ["a b", "c d", "e f"]
-    names = data.from_texts(
-        texts, [["x", "y"], ["y"], []], label_mode="multi_label", shuffle=False
-    )
+    names = data.from_texts(texts, [["x", "y"], ["y"], []], label_mode="multi_label", shuffle=False)
     assert names.class_names == ["x", "y"]
     assert all_batches(names)[1].tolist() == [[1, 1], [0, 1], [0, 0]]
 
@@ -600,13 +545,9 @@ def test_from_pandas():
         {"review": ["good", "bad", "great", "awful"], "stars": [5, 1, 5, 1]},
         index=[10, 11, 12, 13],
     )
-    train, validation = data.from_pandas(
-        frame, text_column="review", label_column="stars", validation_split=0.5
-    )
+    train, validation = data.from_pandas(frame, text_column="review", label_column="stars", validation_split=0.5)
     assert train.class_names == ["1", "5"] and train.num_examples == 2
-    assert sorted(all_batches(train)[0] + all_batches(validation)[0]) == sorted(
-        frame.review
-    )
+    assert sorted(all_batches(train)[0] + all_batches(validation)[0]) == sorted(frame.review)
 
     with pytest.raises(DataError, match=r"available columns: \['review', 'stars'\]"):
         data.from_pandas(frame, text_column="text", label_column="stars")
@@ -619,9 +560,7 @@ def test_from_pandas():
 
 def test_from_pandas_without_pandas(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
-    with pytest.raises(
-        ImportError, match="from_pandas needs pandas.*pip install pandas"
-    ):
+    with pytest.raises(ImportError, match="from_pandas needs pandas.*pip install pandas"):
         data.from_pandas(object(), text_column="text", label_column="label")
 
 
@@ -678,9 +617,7 @@ def test_from_tfds_text_offline(tiny_tfds_dir):
     assert (train.num_examples, validation.num_examples) == (6, 2)
     assert train.cardinality().numpy() == 2 and train.skipped_files == []
     texts, labels = next(iter(train))
-    assert (
-        texts.dtype == tf.string and labels.dtype == tf.int32 and labels.shape == (4,)
-    )
+    assert texts.dtype == tf.string and labels.dtype == tf.int32 and labels.shape == (4,)
     all_texts, _ = all_batches(validation)
     assert sorted(all_texts) == ["review number 0", "review number 1"]
 
@@ -688,13 +625,9 @@ def test_from_tfds_text_offline(tiny_tfds_dir):
     assert isinstance(single, tf.data.Dataset) and single.num_examples == 6
 
     with pytest.raises(DataError, match="no feature 'text'.*text_key="):
-        data.from_tfds_text(
-            "keras_transfer_tiny_reviews", data_dir=tiny_tfds_dir, download=False
-        )
+        data.from_tfds_text("keras_transfer_tiny_reviews", data_dir=tiny_tfds_dir, download=False)
     with pytest.raises(DataError, match="feature 'idx' .* is not text"):
-        data.from_tfds_text(
-            "keras_transfer_tiny_reviews", **{**options, "text_key": "idx"}
-        )
+        data.from_tfds_text("keras_transfer_tiny_reviews", **{**options, "text_key": "idx"})
 
 
 # --------------------------------------------------------------------------
@@ -706,9 +639,7 @@ def test_choose_sequence_length_with_a_tiny_tokenizer():
     texts = ["the cat sat on the mat " * 3] + ["a dog"] * 9  # 18 tokens, then 2s
     assert data.choose_sequence_length(texts, tokenizer, percentile=100) == 18 + 2
     assert data.choose_sequence_length(texts, tokenizer, percentile=50) == 8  # floor
-    assert (
-        data.choose_sequence_length(texts, tokenizer, percentile=100, maximum=12) == 12
-    )
+    assert data.choose_sequence_length(texts, tokenizer, percentile=100, maximum=12) == 12
 
     # A dataset from the loaders is unbatched and read whole.
     dataset = data.from_texts(texts, ["x"] * 5 + ["y"] * 5, batch_size=3)
@@ -758,9 +689,7 @@ def test_public_api_is_re_exported():
 @pytest.mark.integration
 def test_sms_spam_collection(assets_dir):
     path = os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection")
-    dataset = data.text_file(
-        path, text_column="SMS", label_column="Label", shuffle=False
-    )
+    dataset = data.text_file(path, text_column="SMS", label_column="Label", shuffle=False)
     assert dataset.num_examples == 5574  # quote characters do not merge rows
     assert dataset.class_names == ["ham", "spam"]
     texts, labels = all_batches(dataset)
@@ -776,9 +705,7 @@ def test_sms_spam_collection(assets_dir):
     )
     assert (train.num_examples, validation.num_examples) == (800, 200)
 
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(
-        os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2")
-    )
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"))
     length = data.choose_sequence_length(train, tokenizer, maximum=512)
     assert 45 <= length <= 65  # SMS are short: 95% have about 52 word pieces or fewer
     assert data.choose_sequence_length(train, tokenizer, maximum=32) == 32
@@ -787,9 +714,7 @@ def test_sms_spam_collection(assets_dir):
 @pytest.mark.integration
 def test_sst2_files(assets_dir):
     folder = os.path.join(assets_dir, "text", "sst2")
-    dev = data.text_file(
-        os.path.join(folder, "dev.tsv"), text_column="content", label_column="label"
-    )
+    dev = data.text_file(os.path.join(folder, "dev.tsv"), text_column="content", label_column="label")
     assert dev.num_examples == 872 and dev.class_names == ["0", "1"]
 
     # train.tsv calls the text column "sentence", dev.tsv "content": use indexes.

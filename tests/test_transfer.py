@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import image_arrays, image_dataset, sentiment_texts, tiny_classifier, tiny_text_classifier
 from sklearn.linear_model import LogisticRegression
 
 import keras_transfer as kt
-from helpers import image_arrays, image_dataset, sentiment_texts, tiny_classifier, tiny_text_classifier
 
 
 def backbone_with_extra_layer():
@@ -46,7 +46,10 @@ def test_transfer_weights_copies_matching_layers_and_reports_the_rest():
         w.size for name in ("conv1", "bn1", "conv2", "bn2") for w in weights_of(target.backbone, name)
     )
     # The target's own, unmatched layers are left as they were.
-    for before, after in [(target_head, weights_of(target, "predictions")), (target_conv3, weights_of(target.backbone, "conv3"))]:
+    for before, after in [
+        (target_head, weights_of(target, "predictions")),
+        (target_conv3, weights_of(target.backbone, "conv3")),
+    ]:
         assert all(np.array_equal(a, b) for a, b in zip(before, after))
     text = str(report)
     assert text.startswith("Copied 4 layers") and "skipped  extra_conv" in text

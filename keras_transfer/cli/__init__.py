@@ -20,8 +20,7 @@ __all__ = ["COMMANDS", "CommandError", "EXIT_BAD_INPUT", "build_parser", "main"]
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-transfer",
-        description="Transfer learning on Keras 3: pretrained backbones, new heads, "
-        "two-phase fine-tuning, evaluation.",
+        description="Transfer learning on Keras 3: pretrained backbones, new heads, two-phase fine-tuning, evaluation.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

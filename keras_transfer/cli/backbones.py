@@ -10,8 +10,9 @@ def add_parser(subparsers):
         "backbones", help="list the backbones in the registry (--text: the keras-hub text presets)"
     )
     parser.add_argument("--family", help="only this family, e.g. MobileNet (with --text: BERT)")
-    parser.add_argument("--text", action="store_true",
-                        help="list the keras-hub text backbone presets by family (for train-text)")
+    parser.add_argument(
+        "--text", action="store_true", help="list the keras-hub text backbone presets by family (for train-text)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
     return parser
@@ -41,9 +42,7 @@ def _text_backbones(args):
 
     families = list_text_backbones(args.family)
     if not families:
-        raise CommandError(
-            f"no text backbone family {args.family!r}; families: {', '.join(TEXT_BACKBONES)}."
-        )
+        raise CommandError(f"no text backbone family {args.family!r}; families: {', '.join(TEXT_BACKBONES)}.")
     if args.json:
         print(json.dumps(families, indent=2))
         return
@@ -51,8 +50,13 @@ def _text_backbones(args):
         spec = TEXT_BACKBONES[family]
         pooler = ", with a pooler" if spec.has_pooler else ""
         print(f"{family} (keras_hub.models.{spec.backbone_class}{pooler}): {len(presets)} presets")
-        print(textwrap.fill("  ".join(presets), width=100, initial_indent="  ",
-                            subsequent_indent="  ", break_on_hyphens=False))
+        print(
+            textwrap.fill(
+                "  ".join(presets), width=100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+            )
+        )
     count = sum(len(presets) for presets in families.values())
-    print(f"{count} presets in {len(families)} families. Local keras-hub preset folders and Hugging Face "
-          "folders (e.g. all-MiniLM-L6-v2) also work as --backbone of train-text.")
+    print(
+        f"{count} presets in {len(families)} families. Local keras-hub preset folders and Hugging Face "
+        "folders (e.g. all-MiniLM-L6-v2) also work as --backbone of train-text."
+    )

@@ -19,6 +19,7 @@ class CommandError(Exception):
 # --------------------------------------------------------------------------
 # Argument types.
 
+
 def positive_int(text):
     return _number(text, int, lambda value: value > 0, "a positive integer")
 
@@ -69,22 +70,44 @@ def recipe(make, **changes):
 # --------------------------------------------------------------------------
 # Text files (train-text, evaluate, export).
 
+
 def add_text_file_options(parser, for_model=False):
     where = "text models: " if for_model else ""
-    parser.add_argument("--text-column", default="text", metavar="C",
-                        help=f"{where}column with the texts: a header name or a 0-based index (default: text)")
-    parser.add_argument("--label-column", default="label", metavar="C",
-                        help=f"{where}column with the labels: a header name or a 0-based index (default: label)")
-    parser.add_argument("--header", default="auto", choices=["auto", "yes", "no"],
-                        help=f"{where}whether the first row names the columns; auto: yes when the "
-                        "named columns are in it (with index columns, auto means no)")
-    parser.add_argument("--delimiter", default="auto", metavar="CHAR",
-                        help=f"{where}field separator, e.g. ';' or tab (default: tab for .tsv, comma "
-                        "for .csv, else sniffed from the file)")
-    parser.add_argument("--clean", nargs="+", metavar="STEP", choices=CLEANING_STEPS,
-                        help=f"{where}cleaning steps applied to every text, in order: "
-                        + ", ".join(CLEANING_STEPS)
-                        + (" (give the ones the model was trained with)" if for_model else ""))
+    parser.add_argument(
+        "--text-column",
+        default="text",
+        metavar="C",
+        help=f"{where}column with the texts: a header name or a 0-based index (default: text)",
+    )
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        metavar="C",
+        help=f"{where}column with the labels: a header name or a 0-based index (default: label)",
+    )
+    parser.add_argument(
+        "--header",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help=f"{where}whether the first row names the columns; auto: yes when the "
+        "named columns are in it (with index columns, auto means no)",
+    )
+    parser.add_argument(
+        "--delimiter",
+        default="auto",
+        metavar="CHAR",
+        help=f"{where}field separator, e.g. ';' or tab (default: tab for .tsv, comma "
+        "for .csv, else sniffed from the file)",
+    )
+    parser.add_argument(
+        "--clean",
+        nargs="+",
+        metavar="STEP",
+        choices=CLEANING_STEPS,
+        help=f"{where}cleaning steps applied to every text, in order: "
+        + ", ".join(CLEANING_STEPS)
+        + (" (give the ones the model was trained with)" if for_model else ""),
+    )
 
 
 def column(text):
@@ -106,6 +129,7 @@ def text_file_options(args):
 
 # --------------------------------------------------------------------------
 # Output folders, models and labelled data.
+
 
 def check_output_dir(path, overwrite):
     if os.path.isfile(path):
@@ -137,6 +161,7 @@ def load_model(path):
 
 def load_tflite(path):
     from keras_transfer.deploy import litert
+
     if not os.path.isfile(path):
         raise CommandError(f"no model file at {path!r}.")
     model = litert.LiteRTModel(path)
@@ -165,16 +190,18 @@ def labelled_data(model, path, args, option, shuffle=False, seed=1337):
     `option` names the argument in error messages."""
     from keras_transfer import data
     from keras_transfer.errors import DataError
+
     try:
         if is_text_model(model):
-            return data.text_file(path, class_names=model.class_names, shuffle=False,
-                                  **text_file_options(args))
-        dataset = data.image_folder(path, image_size=model.image_size, batch_size=args.batch_size,
-                                    shuffle=shuffle, seed=seed)
+            return data.text_file(path, class_names=model.class_names, shuffle=False, **text_file_options(args))
+        dataset = data.image_folder(
+            path, image_size=model.image_size, batch_size=args.batch_size, shuffle=shuffle, seed=seed
+        )
     except DataError as error:
         raise CommandError(error if option == "DATA" else f"{option}: {error}") from error
     if model.class_names and dataset.class_names != model.class_names:
+        where = "" if option == "DATA" else option + ": "
         raise CommandError(
-            f"{'' if option == 'DATA' else option + ': '}the folder's classes {dataset.class_names} differ from the model's {model.class_names}."
+            f"{where}the folder's classes {dataset.class_names} differ from the model's {model.class_names}."
         )
     return dataset

@@ -13,11 +13,15 @@ def add_parser(subparsers):
         "per class) or by train-text (on a CSV/TSV file read with --text-column and "
         "--label-column).",
     )
-    parser.add_argument("model", metavar="MODEL",
-                        help="a model.keras written by train or train-text, or an image model's "
-                        ".tflite written by export or optimize (run in the LiteRT interpreter)")
-    parser.add_argument("data", metavar="DATA",
-                        help="images, one sub-folder per class; for a text model, a CSV/TSV file")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a model.keras written by train or train-text, or an image model's "
+        ".tflite written by export or optimize (run in the LiteRT interpreter)",
+    )
+    parser.add_argument(
+        "data", metavar="DATA", help="images, one sub-folder per class; for a text model, a CSV/TSV file"
+    )
     parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
     common.add_text_file_options(parser, for_model=True)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -27,6 +31,7 @@ def add_parser(subparsers):
 
 def run(args):
     from keras_transfer import evaluation
+
     model = common.load_tflite(args.model) if args.model.endswith(".tflite") else common.load_model(args.model)
     # The model's classes fix the label order; labels it does not know fail here.
     dataset = common.labelled_data(model, args.data, args, "DATA")

@@ -26,27 +26,46 @@ def add_parser(subparsers):
     )
     parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
     parser.add_argument("--format", default=common.library_default(export_model, "format"), choices=FORMATS)
-    parser.add_argument("--quantize", default=common.library_default(export_model, "quantization"),
-                        choices=QUANTIZATION_MODES,
-                        help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
-                        "(full integer, calibrated on --representative-data)")
-    parser.add_argument("--representative-data", metavar="DIR",
-                        help="calibration data for int8: training images (one sub-folder per "
-                        "class), or a CSV/TSV file for a text model; drawn across all classes "
-                        "(with --max-accuracy-drop and no DIR, int8 calibrates on --eval-data)")
-    parser.add_argument("--num-samples", type=common.positive_int, default=num_samples, metavar="N",
-                        help=f"int8 calibration examples (default {num_samples})")
-    parser.add_argument("--io-dtype", default=io_dtype, choices=IO_DTYPES,
-                        help=f"int8 only: type of the model's inputs and outputs (default {io_dtype})")
-    parser.add_argument("--eval-data", metavar="DIR",
-                        help="labelled data to check the export's accuracy on (images or CSV/TSV)")
-    parser.add_argument("--max-accuracy-drop", type=common.fraction, metavar="F",
-                        help="with --eval-data: keep the smallest TFLite export whose accuracy "
-                        "drops at most F (e.g. 0.005) below Keras's; overrides --quantize")
+    parser.add_argument(
+        "--quantize",
+        default=common.library_default(export_model, "quantization"),
+        choices=QUANTIZATION_MODES,
+        help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
+        "(full integer, calibrated on --representative-data)",
+    )
+    parser.add_argument(
+        "--representative-data",
+        metavar="DIR",
+        help="calibration data for int8: training images (one sub-folder per "
+        "class), or a CSV/TSV file for a text model; drawn across all classes "
+        "(with --max-accuracy-drop and no DIR, int8 calibrates on --eval-data)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=common.positive_int,
+        default=num_samples,
+        metavar="N",
+        help=f"int8 calibration examples (default {num_samples})",
+    )
+    parser.add_argument(
+        "--io-dtype",
+        default=io_dtype,
+        choices=IO_DTYPES,
+        help=f"int8 only: type of the model's inputs and outputs (default {io_dtype})",
+    )
+    parser.add_argument(
+        "--eval-data", metavar="DIR", help="labelled data to check the export's accuracy on (images or CSV/TSV)"
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=common.fraction,
+        metavar="F",
+        help="with --eval-data: keep the smallest TFLite export whose accuracy "
+        "drops at most F (e.g. 0.005) below Keras's; overrides --quantize",
+    )
     parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
     common.add_text_file_options(parser, for_model=True)
-    parser.add_argument("--output", required=True, metavar="FILE",
-                        help="the .tflite file, or the SavedModel folder")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the .tflite file, or the SavedModel folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     parser.set_defaults(run=run)
@@ -72,17 +91,24 @@ def _check_options(args):
 def run(args):
     _check_options(args)
     from keras_transfer.deploy.budget import export_within_budget
+
     model = common.load_model(args.model)
     eval_data = args.eval_data and common.labelled_data(model, args.eval_data, args, "--eval-data")
     representative = args.representative_data and common.labelled_data(
-        model, args.representative_data, args, "--representative-data")
+        model, args.representative_data, args, "--representative-data"
+    )
     start = time.perf_counter()
     candidates = None
     try:
         if args.max_accuracy_drop is not None:
             choice = export_within_budget(
-                model, args.output, eval_data, max_accuracy_drop=args.max_accuracy_drop,
-                representative_data=representative, num_samples=args.num_samples, overwrite=args.overwrite,
+                model,
+                args.output,
+                eval_data,
+                max_accuracy_drop=args.max_accuracy_drop,
+                representative_data=representative,
+                num_samples=args.num_samples,
+                overwrite=args.overwrite,
             )
             result = choice.result
             candidates = [dataclasses.asdict(candidate) for candidate in choice.candidates]
@@ -92,31 +118,48 @@ def run(args):
             if quantization == "int8":
                 quantization = Quantization.int8(representative, args.num_samples, io_dtype=args.io_dtype)
             check_data = eval_data if eval_data is not None else representative
-            result = export_model(model, args.output, format=args.format, quantization=quantization,
-                                  check_data=check_data if check_data is not None else random_inputs(model),
-                                  overwrite=args.overwrite)
+            result = export_model(
+                model,
+                args.output,
+                format=args.format,
+                quantization=quantization,
+                check_data=check_data if check_data is not None else random_inputs(model),
+                overwrite=args.overwrite,
+            )
     except ValueError as error:
         raise CommandError(error) from error
     seconds = time.perf_counter() - start
     check = result.check
     summary = {
-        "output": result.path, "format": result.format, "quantization": result.quantization,
-        "size_bytes": result.size_bytes, "classes": model.class_names,
-        "checked_on": "eval-data" if eval_data is not None else (
-            "representative-data" if representative is not None else "random inputs"),
-        "num_examples": check.num_examples, "top1_agreement": check.top1_agreement,
-        "max_abs_difference": check.max_abs_difference, "accuracy": check.accuracy_keras,
-        "exported_accuracy": check.accuracy_exported, "seconds": round(seconds, 2),
+        "output": result.path,
+        "format": result.format,
+        "quantization": result.quantization,
+        "size_bytes": result.size_bytes,
+        "classes": model.class_names,
+        "checked_on": "eval-data"
+        if eval_data is not None
+        else ("representative-data" if representative is not None else "random inputs"),
+        "num_examples": check.num_examples,
+        "top1_agreement": check.top1_agreement,
+        "max_abs_difference": check.max_abs_difference,
+        "accuracy": check.accuracy_keras,
+        "exported_accuracy": check.accuracy_exported,
+        "seconds": round(seconds, 2),
     }
     if candidates is not None:
         summary["candidates"] = candidates
     agreement = "-" if check.top1_agreement is None else f"{check.top1_agreement:.4f}"
-    accuracy = "" if check.accuracy_exported is None else (
-        f"; accuracy {check.accuracy_exported:.4f} (Keras {check.accuracy_keras:.4f})")
-    print(f"Wrote {result.path} ({result.format}, {result.quantization['mode']}, "
-          f"{result.size_bytes / 1e6:.2f} MB) in {seconds:.0f} s. Checked on {check.num_examples} "
-          f"{summary['checked_on'].replace('-data', ' examples')}: top-1 agreement {agreement}, max abs difference "
-          f"{check.max_abs_difference:.2g}{accuracy}.")
+    accuracy = (
+        ""
+        if check.accuracy_exported is None
+        else (f"; accuracy {check.accuracy_exported:.4f} (Keras {check.accuracy_keras:.4f})")
+    )
+    print(
+        f"Wrote {result.path} ({result.format}, {result.quantization['mode']}, "
+        f"{result.size_bytes / 1e6:.2f} MB) in {seconds:.0f} s. Checked on {check.num_examples} "
+        f"{summary['checked_on'].replace('-data', ' examples')}: top-1 agreement {agreement}, max abs difference "
+        f"{check.max_abs_difference:.2g}{accuracy}."
+    )
     if args.json:
         print(json.dumps(summary))
 

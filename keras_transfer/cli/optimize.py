@@ -15,8 +15,9 @@ METHODS = {SHORT_NAMES.get(method, method): method for method in optimize_lib.ME
 
 def _defaults(option):
     """`qat 1, prune 2, cluster 1`: each method's default of `option`, from its function."""
-    return ", ".join(f"{name} {common.library_default(getattr(optimize_lib, method), option):g}"
-                     for name, method in METHODS.items())
+    return ", ".join(
+        f"{name} {common.library_default(getattr(optimize_lib, method), option):g}" for name, method in METHODS.items()
+    )
 
 
 def add_parser(subparsers):
@@ -33,22 +34,41 @@ def add_parser(subparsers):
     )
     parser.add_argument("model", metavar="MODEL", help="an image model.keras written by train")
     parser.add_argument("train_dir", metavar="TRAIN_DIR", help="training images, one sub-folder per class")
-    parser.add_argument("--method", required=True, choices=tuple(METHODS),
-                        help="qat: quantization-aware training to int8; prune: magnitude pruning "
-                        "to --sparsity; cluster: weight clustering to --clusters values per kernel")
-    parser.add_argument("--val-dir", metavar="DIR",
-                        help="validation images for the accuracies (default: TRAIN_DIR, said in the report)")
-    parser.add_argument("--epochs", type=common.positive_int, metavar="N",
-                        help=f"fine-tuning epochs (default: {_defaults('epochs')})")
-    parser.add_argument("--lr", type=common.positive_float, metavar="RATE",
-                        help=f"Adam learning rate (default: {_defaults('learning_rate')})")
-    parser.add_argument("--sparsity", type=common.open_fraction, metavar="F",
-                        help=f"prune: fraction of zero weights per kernel (default {sparsity:g})")
-    parser.add_argument("--clusters", type=common.at_least_two, metavar="N",
-                        help=f"cluster: distinct values per kernel (default {clusters})")
+    parser.add_argument(
+        "--method",
+        required=True,
+        choices=tuple(METHODS),
+        help="qat: quantization-aware training to int8; prune: magnitude pruning "
+        "to --sparsity; cluster: weight clustering to --clusters values per kernel",
+    )
+    parser.add_argument(
+        "--val-dir", metavar="DIR", help="validation images for the accuracies (default: TRAIN_DIR, said in the report)"
+    )
+    parser.add_argument(
+        "--epochs", type=common.positive_int, metavar="N", help=f"fine-tuning epochs (default: {_defaults('epochs')})"
+    )
+    parser.add_argument(
+        "--lr",
+        type=common.positive_float,
+        metavar="RATE",
+        help=f"Adam learning rate (default: {_defaults('learning_rate')})",
+    )
+    parser.add_argument(
+        "--sparsity",
+        type=common.open_fraction,
+        metavar="F",
+        help=f"prune: fraction of zero weights per kernel (default {sparsity:g})",
+    )
+    parser.add_argument(
+        "--clusters",
+        type=common.at_least_two,
+        metavar="N",
+        help=f"cluster: distinct values per kernel (default {clusters})",
+    )
     parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
-    parser.add_argument("--threads", type=common.positive_int, default=1, metavar="N",
-                        help="LiteRT threads for the latency (default 1)")
+    parser.add_argument(
+        "--threads", type=common.positive_int, default=1, metavar="N", help="LiteRT threads for the latency (default 1)"
+    )
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for model.tflite and report.json")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
@@ -64,14 +84,16 @@ def run(args):
     from keras_transfer import atomic_files as files
     from keras_transfer import evaluation
     from keras_transfer.deploy import reports as report_lib
+
     keras.utils.set_random_seed(args.seed)
     model = common.load_model(args.model)
     if common.is_text_model(model):
         raise CommandError("optimize takes image models; for a text model use `export --quantize`.")
     method = METHODS[args.method]
     train = common.labelled_data(model, args.train_dir, args, "TRAIN_DIR", shuffle=True, seed=args.seed)
-    evaluated = common.labelled_data(model, args.val_dir or args.train_dir, args,
-                                     "--val-dir" if args.val_dir else "TRAIN_DIR")
+    evaluated = common.labelled_data(
+        model, args.val_dir or args.train_dir, args, "--val-dir" if args.val_dir else "TRAIN_DIR"
+    )
     options = {"epochs": args.epochs, "learning_rate": args.lr}
     if method == "prune":
         options["sparsity"] = args.sparsity
@@ -88,11 +110,14 @@ def run(args):
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "model.tflite")
     optimized.to_tflite(path, overwrite=args.overwrite)
-    measured = report_lib.measure_export(path, optimized.model, evaluated, name=args.method,
-                                         head=optimized.head, num_threads=args.threads)
+    measured = report_lib.measure_export(
+        path, optimized.model, evaluated, name=args.method, head=optimized.head, num_threads=args.threads
+    )
     original = evaluation.evaluate_model(model, evaluated, batch_size=args.batch_size)
     summary = {
-        "method": args.method, "settings": optimized.settings, "classes": model.class_names,
+        "method": args.method,
+        "settings": optimized.settings,
+        "classes": model.class_names,
         "evaluated_on": "val-dir" if args.val_dir else "train-dir (no --val-dir given)",
         "num_examples": measured.num_examples,
         "original_accuracy": original.accuracy,
@@ -112,10 +137,12 @@ def run(args):
     }
     files.write_json(summary, os.path.join(args.output, "report.json"))
     print(report_lib.format_table([measured]))
-    print(f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
-          f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
-          f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
-          f"({measured.latency_threads} thread); trained {seconds:.0f} s.")
+    print(
+        f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
+        f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
+        f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
+        f"({measured.latency_threads} thread); trained {seconds:.0f} s."
+    )
     print(f"Wrote model.tflite, model.tflite.json, report.json to {args.output}")
     if args.json:
         print(json.dumps({key: value for key, value in summary.items() if key != "history"}))

@@ -15,12 +15,19 @@ def add_parser(subparsers):
         "files for a model written by train, sentences for one written by train-text.",
     )
     parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
-    parser.add_argument("inputs", metavar="INPUT", nargs="*",
-                        help="image files; for a text model, sentences (quote each one)")
-    parser.add_argument("--file", metavar="FILE",
-                        help="read more inputs from FILE, one per line (blank lines are skipped)")
-    parser.add_argument("--clean", nargs="+", metavar="STEP", choices=CLEANING_STEPS,
-                        help="text models: the cleaning steps the model was trained with")
+    parser.add_argument(
+        "inputs", metavar="INPUT", nargs="*", help="image files; for a text model, sentences (quote each one)"
+    )
+    parser.add_argument(
+        "--file", metavar="FILE", help="read more inputs from FILE, one per line (blank lines are skipped)"
+    )
+    parser.add_argument(
+        "--clean",
+        nargs="+",
+        metavar="STEP",
+        choices=CLEANING_STEPS,
+        help="text models: the cleaning steps the model was trained with",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run)
     return parser
@@ -58,8 +65,10 @@ def run(args):
         images.append(keras.utils.img_to_array(image))
     indices, probabilities = model.predict_classes(np.stack(images))
     names = model.class_names or [str(i) for i in range(max(indices) + 1)]
-    rows = [{"image": path, "class": names[index], "probability": round(float(probability), 4)}
-            for path, index, probability in zip(inputs, indices, probabilities)]
+    rows = [
+        {"image": path, "class": names[index], "probability": round(float(probability), 4)}
+        for path, index, probability in zip(inputs, indices, probabilities)
+    ]
     if args.json:
         print(json.dumps(rows))
         return
@@ -74,8 +83,10 @@ def _predict_text(model, sentences, args):
     texts = TextCleaner(args.clean)(sentences) if args.clean else sentences
     indices, probabilities = model.predict_classes(texts)
     names = model.class_names or [str(i) for i in range(max(indices) + 1)]
-    rows = [{"text": sentence, "class": names[index], "probability": round(float(probability), 4)}
-            for sentence, index, probability in zip(sentences, indices, probabilities)]
+    rows = [
+        {"text": sentence, "class": names[index], "probability": round(float(probability), 4)}
+        for sentence, index, probability in zip(sentences, indices, probabilities)
+    ]
     if args.json:
         print(json.dumps(rows))
         return

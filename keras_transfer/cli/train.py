@@ -30,45 +30,73 @@ def add_parser(subparsers):
     validation = parser.add_mutually_exclusive_group()
     validation.add_argument("--val-dir", metavar="DIR", help="validation images, same sub-folders")
     validation.add_argument("--val-split", type=float, metavar="F", help="hold out this fraction of DATA_DIR")
-    parser.add_argument("--backbone", required=True, metavar="NAME",
-                        help="registry name (see `keras-transfer backbones`), keras-hub preset or folder")
-    parser.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                        help="backbone weights (default: imagenet)")
+    parser.add_argument(
+        "--backbone",
+        required=True,
+        metavar="NAME",
+        help="registry name (see `keras-transfer backbones`), keras-hub preset or folder",
+    )
+    parser.add_argument(
+        "--weights", default="imagenet", metavar="imagenet|none|PATH", help="backbone weights (default: imagenet)"
+    )
     parser.add_argument("--image-size", type=int, metavar="N", help="square input size (default: the backbone's)")
-    parser.add_argument("--head-epochs", type=int, metavar="N",
-                        help=f"epochs with the backbone frozen (default: {recipe.head_epochs})")
-    parser.add_argument("--finetune-epochs", type=int, metavar="N",
-                        help=f"epochs fine-tuning (default: {recipe.finetune_epochs})")
-    parser.add_argument("--unfreeze", metavar="N|F|LAYER|all",
-                        help="backbone part to fine-tune: layers from the top, a fraction, "
-                        f"a layer name and all above it, or all (default: {recipe.unfreeze})")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS,
-                        help=f"head-phase optimizer (default: {recipe.optimizer})")
-    parser.add_argument("--finetune-optimizer", choices=OPTIMIZERS,
-                        help=f"fine-tuning optimizer (default: {recipe.finetune_optimizer})")
+    parser.add_argument(
+        "--head-epochs", type=int, metavar="N", help=f"epochs with the backbone frozen (default: {recipe.head_epochs})"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, metavar="N", help=f"epochs fine-tuning (default: {recipe.finetune_epochs})"
+    )
+    parser.add_argument(
+        "--unfreeze",
+        metavar="N|F|LAYER|all",
+        help="backbone part to fine-tune: layers from the top, a fraction, "
+        f"a layer name and all above it, or all (default: {recipe.unfreeze})",
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help=f"head-phase optimizer (default: {recipe.optimizer})")
+    parser.add_argument(
+        "--finetune-optimizer", choices=OPTIMIZERS, help=f"fine-tuning optimizer (default: {recipe.finetune_optimizer})"
+    )
     parser.add_argument("--head-lr", type=float, metavar="LR", help=f"default: {recipe.head_learning_rate:g}")
-    parser.add_argument("--finetune-lr", type=float, metavar="LR",
-                        help=f"default: {recipe.finetune_learning_rate:g}")
+    parser.add_argument("--finetune-lr", type=float, metavar="LR", help=f"default: {recipe.finetune_learning_rate:g}")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N")
-    parser.add_argument("--augment", default="standard", metavar="PRESET", choices=AUGMENTATION_PRESETS,
-                        help=f"{', '.join(AUGMENTATION_PRESETS[:-1])} or {AUGMENTATION_PRESETS[-1]} "
-                        "(default: standard)")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                        help="stop a phase after PATIENCE epochs without improvement")
-    parser.add_argument("--cache-features", action="store_true",
-                        help="run the frozen backbone once and train the head on its cached features "
-                        "(the head phase then sees no augmentation)")
-    parser.add_argument("--schedule", choices=(CONSTANT, *SCHEDULES),
-                        help="learning-rate schedule of each phase, peaking at its LR "
-                        f"(default: {recipe.schedule or CONSTANT})")
-    parser.add_argument("--layer-decay", type=common.positive_float, metavar="F",
-                        help="fine-tune each backbone block at F times the rate of the block above it")
-    parser.add_argument("--progressive", type=common.positive_int, metavar="N",
-                        help="unfreeze the backbone N blocks per fine-tuning epoch from the top, "
-                        "instead of --unfreeze")
-    parser.add_argument("--lr-find", action="store_true",
-                        help="run an LR range test on the head first, use its suggestion as --head-lr "
-                        "and write lr_finder.png")
+    parser.add_argument(
+        "--augment",
+        default="standard",
+        metavar="PRESET",
+        choices=AUGMENTATION_PRESETS,
+        help=f"{', '.join(AUGMENTATION_PRESETS[:-1])} or {AUGMENTATION_PRESETS[-1]} (default: standard)",
+    )
+    parser.add_argument(
+        "--early-stopping", type=int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without improvement"
+    )
+    parser.add_argument(
+        "--cache-features",
+        action="store_true",
+        help="run the frozen backbone once and train the head on its cached features "
+        "(the head phase then sees no augmentation)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=(CONSTANT, *SCHEDULES),
+        help=f"learning-rate schedule of each phase, peaking at its LR (default: {recipe.schedule or CONSTANT})",
+    )
+    parser.add_argument(
+        "--layer-decay",
+        type=common.positive_float,
+        metavar="F",
+        help="fine-tune each backbone block at F times the rate of the block above it",
+    )
+    parser.add_argument(
+        "--progressive",
+        type=common.positive_int,
+        metavar="N",
+        help="unfreeze the backbone N blocks per fine-tuning epoch from the top, instead of --unfreeze",
+    )
+    parser.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="run an LR range test on the head first, use its suggestion as --head-lr and write lr_finder.png",
+    )
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
@@ -100,11 +128,17 @@ def image_recipe(args):
         unfreeze = ProgressiveUnfreezing(blocks_per_epoch=args.progressive)
     recipe = common.recipe(
         IMAGE_RECIPE.replace,
-        head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs, unfreeze=unfreeze,
-        optimizer=args.optimizer, finetune_optimizer=args.finetune_optimizer,
-        head_learning_rate=args.head_lr, finetune_learning_rate=args.finetune_lr,
-        early_stopping=args.early_stopping, cache_features=args.cache_features or None,
-        layer_decay=args.layer_decay, schedule=None if args.schedule == CONSTANT else args.schedule,
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs,
+        unfreeze=unfreeze,
+        optimizer=args.optimizer,
+        finetune_optimizer=args.finetune_optimizer,
+        head_learning_rate=args.head_lr,
+        finetune_learning_rate=args.finetune_lr,
+        early_stopping=args.early_stopping,
+        cache_features=args.cache_features or None,
+        layer_decay=args.layer_decay,
+        schedule=None if args.schedule == CONSTANT else args.schedule,
     )
     if args.schedule == CONSTANT:  # `replace` keeps the recipe's value for None
         recipe = dataclasses.replace(recipe, schedule=None)
@@ -125,14 +159,20 @@ def run(args):
     try:
         image_size = args.image_size or default_image_size(args.backbone)
         loaded = data.image_folder(
-            args.data_dir, image_size=image_size, batch_size=args.batch_size,
-            validation_split=args.val_split, validation_dir=args.val_dir,
-            augment=None if args.augment == "none" else args.augment, seed=args.seed,
+            args.data_dir,
+            image_size=image_size,
+            batch_size=args.batch_size,
+            validation_split=args.val_split,
+            validation_dir=args.val_dir,
+            augment=None if args.augment == "none" else args.augment,
+            seed=args.seed,
         )
         train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
         model = ImageClassifier(
-            args.backbone, class_names=train.class_names,
-            weights=args.weights, image_size=image_size,
+            args.backbone,
+            class_names=train.class_names,
+            weights=args.weights,
+            image_size=image_size,
         )
         model.check_data(train, validation)
     except common.bad_input_errors() as error:
@@ -189,9 +229,11 @@ def run(args):
     print(report.format_text())
     scored = "validation" if validation is not None else "training (no validation data given)"
     phases = ", ".join(f"{name} {phase['epochs']} epochs" for name, phase in summary["phases"].items())
-    print(f"\n{model.backbone_name} on {len(train.class_names)} classes, {train.num_examples} training images: "
-          f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
-          f"({phases}).")
+    print(
+        f"\n{model.backbone_name} on {len(train.class_names)} classes, {train.num_examples} training images: "
+        f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
+        f"({phases})."
+    )
     if summary["skipped_files"]:
         print(f"Skipped {len(summary['skipped_files'])} unreadable files (listed in report.json).")
     print(f"Wrote model.keras, report.json, training_curves.png, confusion_matrix.png to {args.output}")

@@ -44,48 +44,91 @@ def add_parser(subparsers):
         "implies it). Writes OUT_DIR/model.keras, report.json and training_curves.png, plus "
         "confusion_matrix.png when there is validation data.",
     )
-    parser.add_argument("train_file", metavar="TRAIN_FILE",
-                        help="CSV or TSV file (UTF-8), one example per row")
+    parser.add_argument("train_file", metavar="TRAIN_FILE", help="CSV or TSV file (UTF-8), one example per row")
     validation = parser.add_mutually_exclusive_group()
     validation.add_argument("--val-file", metavar="FILE", help="validation examples, same columns")
-    validation.add_argument("--val-split", type=float, metavar="F",
-                            help="hold out this fraction of TRAIN_FILE (seeded)")
+    validation.add_argument(
+        "--val-split", type=float, metavar="F", help="hold out this fraction of TRAIN_FILE (seeded)"
+    )
     common.add_text_file_options(parser)
-    parser.add_argument("--backbone", required=True, metavar="PRESET_OR_DIR",
-                        help="keras-hub preset (see `keras-transfer backbones --text`), hub handle, "
-                        "or a local keras-hub preset / Hugging Face folder")
-    parser.add_argument("--weights", default="pretrained", metavar="pretrained|none|PATH",
-                        help="backbone weights (default: pretrained)")
-    parser.add_argument("--recipe", "--strategy", dest="recipe", choices=names,
-                        help="what trains: full (everything), frozen (the head only) or lora "
-                        "(LoRA adapters + head). Default: lora with --lora-rank, else full "
-                        "(--strategy is the old name of --recipe)")
-    parser.add_argument("--lora-rank", type=common.positive_int, metavar="R",
-                        help=f"rank of the LoRA adapters (implies --recipe lora; "
-                        f"default with lora: {recipes.TEXT_RECIPES['lora'].lora_rank})")
-    parser.add_argument("--sequence-length", type=int, metavar="N",
-                        help="tokens per text (default: the 95th percentile of the training "
-                        "texts' token counts, capped by the backbone)")
-    parser.add_argument("--epochs", type=common.positive_int, metavar="N",
-                        help=f"epochs of the recipe's training (default: {_default_text(_recipe_defaults('epochs'))})")
+    parser.add_argument(
+        "--backbone",
+        required=True,
+        metavar="PRESET_OR_DIR",
+        help="keras-hub preset (see `keras-transfer backbones --text`), hub handle, "
+        "or a local keras-hub preset / Hugging Face folder",
+    )
+    parser.add_argument(
+        "--weights", default="pretrained", metavar="pretrained|none|PATH", help="backbone weights (default: pretrained)"
+    )
+    parser.add_argument(
+        "--recipe",
+        "--strategy",
+        dest="recipe",
+        choices=names,
+        help="what trains: full (everything), frozen (the head only) or lora "
+        "(LoRA adapters + head). Default: lora with --lora-rank, else full "
+        "(--strategy is the old name of --recipe)",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=common.positive_int,
+        metavar="R",
+        help=f"rank of the LoRA adapters (implies --recipe lora; "
+        f"default with lora: {recipes.TEXT_RECIPES['lora'].lora_rank})",
+    )
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        metavar="N",
+        help="tokens per text (default: the 95th percentile of the training "
+        "texts' token counts, capped by the backbone)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=common.positive_int,
+        metavar="N",
+        help=f"epochs of the recipe's training (default: {_default_text(_recipe_defaults('epochs'))})",
+    )
     warm_up = {name: recipe for name, recipe in recipes.TEXT_RECIPES.items() if _main_phase(recipe) == "finetune"}
-    parser.add_argument("--head-epochs", type=common.non_negative_int, metavar="N",
-                        help=f"{' and '.join(warm_up)} only: first train the head alone on the frozen "
-                        f"backbone for N epochs at {recipes.TEXT_RECIPE.head_learning_rate:g} (default: "
-                        f"{_default_text({name: recipe.head_epochs for name, recipe in warm_up.items()})})")
-    parser.add_argument("--lr", type=common.positive_float, metavar="LR",
-                        help="learning rate of the --epochs phase (Adam; default: "
-                        + _default_text(_recipe_defaults("learning_rate"), "{:g}") + ")")
+    parser.add_argument(
+        "--head-epochs",
+        type=common.non_negative_int,
+        metavar="N",
+        help=f"{' and '.join(warm_up)} only: first train the head alone on the frozen "
+        f"backbone for N epochs at {recipes.TEXT_RECIPE.head_learning_rate:g} (default: "
+        f"{_default_text({name: recipe.head_epochs for name, recipe in warm_up.items()})})",
+    )
+    parser.add_argument(
+        "--lr",
+        type=common.positive_float,
+        metavar="LR",
+        help="learning rate of the --epochs phase (Adam; default: "
+        + _default_text(_recipe_defaults("learning_rate"), "{:g}")
+        + ")",
+    )
     parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
-    parser.add_argument("--max-examples", type=common.positive_int, metavar="N",
-                        help="use a seeded random subset of N rows of each file")
-    parser.add_argument("--pooling", default="auto", choices=POOLINGS,
-                        help="how the token sequence becomes one vector: the backbone's pooler, "
-                        "the [CLS] token, or the masked mean or max over tokens; auto takes what a "
-                        "sentence-transformers folder's 1_Pooling/config.json names, else the "
-                        "pooler where the backbone has one, else the mean (default: auto)")
-    parser.add_argument("--early-stopping", type=common.positive_int, metavar="PATIENCE",
-                        help="stop a phase after PATIENCE epochs without improvement")
+    parser.add_argument(
+        "--max-examples",
+        type=common.positive_int,
+        metavar="N",
+        help="use a seeded random subset of N rows of each file",
+    )
+    parser.add_argument(
+        "--pooling",
+        default="auto",
+        choices=POOLINGS,
+        help="how the token sequence becomes one vector: the backbone's pooler, "
+        "the [CLS] token, or the masked mean or max over tokens; auto takes what a "
+        "sentence-transformers folder's 1_Pooling/config.json names, else the "
+        "pooler where the backbone has one, else the mean (default: auto)",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=common.positive_int,
+        metavar="PATIENCE",
+        help="stop a phase after PATIENCE epochs without improvement",
+    )
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
@@ -99,8 +142,7 @@ def text_recipe(args):
     name = args.recipe or ("lora" if args.lora_rank else "full")
     if args.lora_rank and name != "lora":
         raise CommandError(
-            f"--lora-rank trains LoRA adapters, which --recipe {name} does not: "
-            "drop --lora-rank, or use --recipe lora."
+            f"--lora-rank trains LoRA adapters, which --recipe {name} does not: drop --lora-rank, or use --recipe lora."
         )
     if args.head_epochs is not None and name == "frozen":
         raise CommandError(
@@ -112,9 +154,15 @@ def text_recipe(args):
             f"--sequence-length {args.sequence_length} is too short: a text needs at least "
             "2 tokens ([CLS] and [SEP]) plus its words."
         )
-    return common.recipe(recipes.text_recipe, name=name, epochs=args.epochs, learning_rate=args.lr,
-                         head_epochs=args.head_epochs, lora_rank=args.lora_rank,
-                         early_stopping=args.early_stopping)
+    return common.recipe(
+        recipes.text_recipe,
+        name=name,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        head_epochs=args.head_epochs,
+        lora_rank=args.lora_rank,
+        early_stopping=args.early_stopping,
+    )
 
 
 def describe(recipe):
@@ -141,13 +189,20 @@ def run(args):
     weights = {"pretrained": PRETRAINED, "none": None}.get(args.weights, args.weights)
     try:
         loaded = data.text_file(
-            args.train_file, validation_file=args.val_file, validation_split=args.val_split,
-            max_examples=args.max_examples, seed=args.seed, **common.text_file_options(args),
+            args.train_file,
+            validation_file=args.val_file,
+            validation_split=args.val_split,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            **common.text_file_options(args),
         )
         train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
         model = TextClassifier(
-            args.backbone, weights=weights, class_names=train.class_names,
-            sequence_length=args.sequence_length, pooling=args.pooling,
+            args.backbone,
+            weights=weights,
+            class_names=train.class_names,
+            sequence_length=args.sequence_length,
+            pooling=args.pooling,
         )
         if recipe.lora_rank:
             # fine_tune would enable it too; here a backbone without adaptable layers fails before training.
@@ -156,9 +211,11 @@ def run(args):
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
 
-    print(f"Training {model.backbone_name} ({describe(recipe)}) on "
-          f"{train.num_examples} texts, {len(train.class_names)} classes, "
-          f"sequence length {model.sequence_length}.")
+    print(
+        f"Training {model.backbone_name} ({describe(recipe)}) on "
+        f"{train.num_examples} texts, {len(train.class_names)} classes, "
+        f"sequence length {model.sequence_length}."
+    )
     start = time.perf_counter()
     history = model.fine_tune(train, validation, recipe=recipe)
     seconds = time.perf_counter() - start
@@ -214,11 +271,15 @@ def run(args):
         scored = f"validation accuracy {report.accuracy:.3f}"
     else:
         last = summary["train_accuracy_last_epoch"]
-        scored = "no validation data given" + (f", last epoch's training accuracy {last:.3f}" if last is not None else "")
-    print(f"\n{model.backbone_name} ({describe(recipe)}) on "
-          f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
-          f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
-          f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%).")
+        scored = "no validation data given" + (
+            f", last epoch's training accuracy {last:.3f}" if last is not None else ""
+        )
+    print(
+        f"\n{model.backbone_name} ({describe(recipe)}) on "
+        f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
+        f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
+        f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%)."
+    )
     if args.clean:
         print(f"The texts were cleaned with {' '.join(args.clean)}: pass the same --clean to evaluate and predict.")
     print(f"Wrote {', '.join(written)} to {args.output}")

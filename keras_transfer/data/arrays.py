@@ -99,10 +99,7 @@ def from_arrays(
     if not np.issubdtype(images.dtype, np.number):
         raise DataError(f"images must be numeric, got dtype {images.dtype}.")
     if len(images) != len(labels):
-        raise DataError(
-            f"got {len(images)} images but {len(labels)} labels: pass one label "
-            f"per image."
-        )
+        raise DataError(f"got {len(images)} images but {len(labels)} labels: pass one label per image.")
     labels, class_names = _array_labels(labels, class_names)
     if class_names is not None:
         num_classes = len(class_names)

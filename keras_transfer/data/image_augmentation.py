@@ -36,10 +36,7 @@ def augmentation(preset="standard", *, seed=None):
         >>> augmented = aug(images, training=True)  # images: (B, H, W, 3)
     """
     if preset not in AUGMENTATION_PRESETS:
-        raise ValueError(
-            f"Unknown augmentation preset {preset!r}. "
-            f"Valid presets: {', '.join(AUGMENTATION_PRESETS)}."
-        )
+        raise ValueError(f"Unknown augmentation preset {preset!r}. Valid presets: {', '.join(AUGMENTATION_PRESETS)}.")
     if preset == "none":
         return None
 

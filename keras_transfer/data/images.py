@@ -46,14 +46,8 @@ def _unreadable_images(paths):
         contents = tf.io.read_file(path)
         shape = tf.cond(
             tf.io.is_jpeg(contents),
-            lambda: tf.shape(
-                tf.io.decode_jpeg(
-                    contents, channels=3, ratio=8, dct_method="INTEGER_FAST"
-                )
-            ),
-            lambda: tf.shape(
-                tf.io.decode_image(contents, channels=3, expand_animations=False)
-            ),
+            lambda: tf.shape(tf.io.decode_jpeg(contents, channels=3, ratio=8, dct_method="INTEGER_FAST")),
+            lambda: tf.shape(tf.io.decode_image(contents, channels=3, expand_animations=False)),
         )
         # Output something computed from the image, or tf.data prunes the
         # decode away and every file looks readable.
@@ -65,12 +59,9 @@ def _unreadable_images(paths):
         .ignore_errors()
         .batch(512)  # fewer Python round trips
     )
-    good = {
-        os.fsdecode(path)
-        for batch_paths, _ in readable.as_numpy_iterator()
-        for path in batch_paths
-    }
+    good = {os.fsdecode(path) for batch_paths, _ in readable.as_numpy_iterator() for path in batch_paths}
     return [path for path in paths if path not in good]
+
 
 def _scan_image_folder(directory):
     """List classes and decode-check images, raising DataError on bad layout."""
@@ -82,15 +73,10 @@ def _scan_image_folder(directory):
         )
     if not os.path.isdir(directory):
         raise DataError(
-            f"{directory!r} is a file, not a folder: pass the folder that "
-            f"holds one sub-folder of images per class."
+            f"{directory!r} is a file, not a folder: pass the folder that holds one sub-folder of images per class."
         )
     with os.scandir(directory) as entries:
-        class_names = sorted(
-            entry.name
-            for entry in entries
-            if entry.is_dir() and not entry.name.startswith(".")
-        )
+        class_names = sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
     if not class_names:
         raise DataError(
             f"found no class sub-folders in {directory!r}: put the images in "
@@ -147,9 +133,7 @@ def _read_images(paths, labels, *, image_size, interpolation, shuffle, seed):
     """Unbatched `(image, label)` pairs, decoded and resized as Keras' directory loader does."""
 
     def read(path, label):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         image = tf.image.resize(image, image_size, method=interpolation)
         image.set_shape((*image_size, 3))
         return image, label
@@ -235,19 +219,14 @@ def image_folder(
     train_files = (np.array(train_scan.paths, dtype=object), train_scan.labels)
     validation_files = None
     if validation_split is not None:
-        train_files, validation_files = split_examples(
-            *train_files, validation_split, seed=seed, shuffle=shuffle
-        )
+        train_files, validation_files = split_examples(*train_files, validation_split, seed=seed, shuffle=shuffle)
     elif validation_scan is not None:
         validation_files = (validation_scan.paths, validation_scan.labels)
 
-    unreadable = train_scan.unreadable + (
-        validation_scan.unreadable if validation_scan else []
-    )
+    unreadable = train_scan.unreadable + (validation_scan.unreadable if validation_scan else [])
     if unreadable:
         warnings.warn(
-            f"Skipping {len(unreadable)} unreadable image file(s):\n  "
-            + "\n  ".join(unreadable),
+            f"Skipping {len(unreadable)} unreadable image file(s):\n  " + "\n  ".join(unreadable),
             stacklevel=2,
         )
 
@@ -255,8 +234,12 @@ def image_folder(
         paths, labels = files
         return finish_image_dataset(
             _read_images(
-                paths, labels, image_size=image_size, interpolation=interpolation,
-                shuffle=subset == "train" and shuffle, seed=seed,
+                paths,
+                labels,
+                image_size=image_size,
+                interpolation=interpolation,
+                shuffle=subset == "train" and shuffle,
+                seed=seed,
             ),
             class_names=train_scan.class_names,
             num_examples=len(paths),

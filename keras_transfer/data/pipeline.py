@@ -52,9 +52,7 @@ def finish_dataset(
     return dataset
 
 
-def finish_image_dataset(
-    dataset, *, image_size=None, interpolation="bilinear", augment=None, **finish_options
-):
+def finish_image_dataset(dataset, *, image_size=None, interpolation="bilinear", augment=None, **finish_options):
     """`finish_dataset` for `(image, label)` examples: float32 RGB images, int32 or float32 labels.
 
     Resizes when `image_size` is given and applies `augment` (a Keras layer

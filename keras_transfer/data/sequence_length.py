@@ -16,11 +16,7 @@ def _collect_texts(texts):
         texts = texts.map(lambda text, *_: text)
     if texts.element_spec.shape.rank == 1:
         texts = texts.unbatch()
-    return [
-        text.decode("utf-8")
-        for batch in texts.batch(1024).as_numpy_iterator()
-        for text in batch
-    ]
+    return [text.decode("utf-8") for batch in texts.batch(1024).as_numpy_iterator() for text in batch]
 
 
 def _token_counts(token_ids):
@@ -34,9 +30,7 @@ def _token_counts(token_ids):
     )
 
 
-def choose_sequence_length(
-    texts, tokenizer, *, percentile=95, maximum=None, sample_size=2000, seed=0
-):
+def choose_sequence_length(texts, tokenizer, *, percentile=95, maximum=None, sample_size=2000, seed=0):
     """Pick a sequence length that fits most texts without wasting padding.
 
     Tokenizes a seeded random sample of the texts and returns the given
@@ -67,13 +61,9 @@ def choose_sequence_length(
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}.")
     texts = _collect_texts(texts)
     if not texts:
-        raise DataError(
-            "choose_sequence_length got no texts: pass a non-empty list or dataset."
-        )
+        raise DataError("choose_sequence_length got no texts: pass a non-empty list or dataset.")
     if len(texts) > sample_size:
-        chosen = np.random.default_rng(seed).choice(
-            len(texts), sample_size, replace=False
-        )
+        chosen = np.random.default_rng(seed).choice(len(texts), sample_size, replace=False)
         texts = [texts[i] for i in chosen]
     counts = _token_counts(tokenizer(tf.constant(texts, dtype=tf.string)))
     special_tokens = 2  # [CLS] and [SEP]

@@ -64,9 +64,7 @@ def split_examples(inputs, labels, validation_split, *, seed, shuffle=True):
     Returns:
         `((train_inputs, train_labels), (validation_inputs, validation_labels))`.
     """
-    train, validation = split_train_validation(
-        labels, validation_split, seed=seed, shuffle=shuffle
-    )
+    train, validation = split_train_validation(labels, validation_split, seed=seed, shuffle=shuffle)
     return (inputs[train], labels[train]), (inputs[validation], labels[validation])
 
 

@@ -12,8 +12,7 @@ _REMOVAL_PATTERNS = {
 # Escaped characters are text ("&lt;#&gt;" is SMS spam's "<#>"), so the common
 # entities are decoded; other entities become a space. "&amp;" is decoded last,
 # through a placeholder, so that "&amp;lt;" stays the literal text "&lt;".
-_HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&#39;", "'"),
-                  ("&nbsp;", " "))
+_HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&#39;", "'"), ("&nbsp;", " "))
 _AMPERSAND_PLACEHOLDER = "\ue000"  # a private-use character, absent from real text
 
 
@@ -75,10 +74,7 @@ class TextCleaner:
         steps = [steps] if isinstance(steps, str) else list(steps)
         unknown = [step for step in steps if step not in CLEANING_STEPS]
         if unknown:
-            raise ValueError(
-                f"unknown cleaning step(s) {unknown}. Valid steps: "
-                f"{', '.join(CLEANING_STEPS)}."
-            )
+            raise ValueError(f"unknown cleaning step(s) {unknown}. Valid steps: {', '.join(CLEANING_STEPS)}.")
         self.steps = steps
         self._stopwords = _stopword_pattern() if "remove_stopwords" in steps else None
 
@@ -92,11 +88,7 @@ class TextCleaner:
                 texts = tf.strings.regex_replace(texts, r"[\s\p{Z}]+", " ")  # NBSP too
                 texts = tf.strings.strip(texts)
             else:
-                pattern = (
-                    self._stopwords
-                    if step == "remove_stopwords"
-                    else _REMOVAL_PATTERNS[step]
-                )
+                pattern = self._stopwords if step == "remove_stopwords" else _REMOVAL_PATTERNS[step]
                 texts = tf.strings.regex_replace(texts, pattern, " ")
         return texts
 

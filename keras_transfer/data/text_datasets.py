@@ -36,14 +36,9 @@ def label_columns_of(label_column, label_mode):
     return list(label_column)
 
 
-def _check_options(
-    label_mode, label_separator, validation_split, has_validation_source, max_examples
-):
+def _check_options(label_mode, label_separator, validation_split, has_validation_source, max_examples):
     if label_mode not in LABEL_MODES:
-        raise DataError(
-            f"label_mode must be one of {', '.join(map(repr, LABEL_MODES))}, got "
-            f"{label_mode!r}."
-        )
+        raise DataError(f"label_mode must be one of {', '.join(map(repr, LABEL_MODES))}, got {label_mode!r}.")
     if label_separator is not None and label_mode != "multi_label":
         raise DataError(
             f"label_separator only applies to label_mode='multi_label' (got "
@@ -57,12 +52,8 @@ def _check_options(
                 "the training data."
             )
         check_split_range(validation_split)
-    if max_examples is not None and not (
-        isinstance(max_examples, (int, np.integer)) and max_examples > 0
-    ):
-        raise DataError(
-            f"max_examples must be a positive int or None, got {max_examples!r}."
-        )
+    if max_examples is not None and not (isinstance(max_examples, (int, np.integer)) and max_examples > 0):
+        raise DataError(f"max_examples must be a positive int or None, got {max_examples!r}.")
 
 
 def load_text(
@@ -86,9 +77,7 @@ def load_text(
     so bad options fail before any file is read. The options mean what the
     public loaders' docstrings say.
     """
-    _check_options(
-        label_mode, label_separator, validation_split, has_validation_source, max_examples
-    )
+    _check_options(label_mode, label_separator, validation_split, has_validation_source, max_examples)
     cleaner = resolve_cleaner(clean)  # unknown step names fail before reading files
     train, validation = read_rows()
     for rows in present(train, validation):
@@ -104,9 +93,7 @@ def load_text(
     def keep(rows, labels, indices):
         return np.asarray(rows.texts, dtype=object)[indices], labels[indices]
 
-    train_texts, train_labels = keep(
-        train, train_labels, subset_indices(len(train.texts), max_examples, seed)
-    )
+    train_texts, train_labels = keep(train, train_labels, subset_indices(len(train.texts), max_examples, seed))
     if validation is not None:
         validation_texts, validation_labels = keep(
             validation,
@@ -120,9 +107,7 @@ def load_text(
 
     def make(texts, labels, shuffle_buffer):
         return finish_dataset(
-            tf.data.Dataset.from_tensor_slices(
-                (tf.constant(texts.tolist(), tf.string), labels)
-            ),
+            tf.data.Dataset.from_tensor_slices((tf.constant(texts.tolist(), tf.string), labels)),
             class_names=class_names,
             num_classes=num_classes,
             num_examples=len(texts),

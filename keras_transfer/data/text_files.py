@@ -56,8 +56,7 @@ def _read_table(path, delimiter):
                 csv.field_size_limit(old_limit)
     except UnicodeDecodeError as error:
         raise DataError(
-            f"text file {path!r} is not UTF-8 text ({error.reason} at byte "
-            f"{error.start}): save it as UTF-8."
+            f"text file {path!r} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
         ) from None
     except csv.Error as error:
         raise DataError(f"text file {path!r} is not valid CSV: {error}.") from None
@@ -71,17 +70,14 @@ def _read_text_file(path, text_column, label_columns, header, delimiter, what):
     rows, lines, delimiter = _read_table(path, delimiter)
     source = f"{what} {path!r}"
     if not rows:
-        raise DataError(
-            f"{source} is empty: it needs one row per example with a text and a label."
-        )
+        raise DataError(f"{source} is empty: it needs one row per example with a text and a label.")
     columns = [text_column, *label_columns]
     named = [column for column in columns if isinstance(column, str)]
     first_row = [field.strip() for field in rows[0]]
     missing = [name for name in named if name not in first_row]
     if named and header is False:
         raise DataError(
-            f"column names {named} need a header row, but header=False for "
-            f"{source}: pass 0-based int column indexes."
+            f"column names {named} need a header row, but header=False for {source}: pass 0-based int column indexes."
         )
     if missing:
         raise DataError(
@@ -201,9 +197,8 @@ def text_file(
             or isinstance(column, bool)
             or (not isinstance(column, str) and column < 0)
         ):
-            raise DataError(
-                f"columns must be header names or 0-based int indexes, got {column!r}."
-            )
+            raise DataError(f"columns must be header names or 0-based int indexes, got {column!r}.")
+
     def read(file, what):
         return _read_text_file(file, text_column, label_columns, header, delimiter, what)
 

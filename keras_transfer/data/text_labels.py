@@ -17,9 +17,7 @@ def encode_labels(train, validation, *, label_mode, label_separator, class_names
     num_classes)`; `validation_labels` is None without a validation source.
     """
     if label_mode == "int":
-        train_labels, validation_labels, class_names = _encode_int(
-            train, validation, class_names
-        )
+        train_labels, validation_labels, class_names = _encode_int(train, validation, class_names)
         return train_labels, validation_labels, class_names, len(class_names)
     if label_mode == "multi_label":
         train_labels, validation_labels, class_names = _encode_multi_label(
@@ -70,9 +68,7 @@ def _label_names(rows, label_separator):
                     f"labels such as {label!r} ({rows.locate(i)}): pass e.g. "
                     f"label_separator='|'."
                 )
-            names.append(
-                [part.strip() for part in label.split(label_separator) if part.strip()]
-            )
+            names.append([part.strip() for part in label.split(label_separator) if part.strip()])
         elif isinstance(label, (list, tuple, np.ndarray)):
             names.append([str(part) for part in label])
         else:
@@ -93,10 +89,7 @@ def _check_known(row_labels, known, rows, class_names, is_validation):
                 if is_validation
                 else "add it to class_names or fix the label"
             )
-            raise DataError(
-                f"{rows.locate(i)} has label {label!r}, which is not in {where} "
-                f"{class_names}: {fix}."
-            )
+            raise DataError(f"{rows.locate(i)} has label {label!r}, which is not in {where} {class_names}: {fix}.")
 
 
 def _encode_int(train, validation, class_names):
@@ -104,9 +97,7 @@ def _encode_int(train, validation, class_names):
     for rows in present(train, validation):
         for i, label in enumerate(rows.labels):
             if is_missing(label) or (isinstance(label, str) and not label.strip()):
-                raise DataError(
-                    f"{rows.locate(i)} has no label: fill it in or drop the row."
-                )
+                raise DataError(f"{rows.locate(i)} has no label: fill it in or drop the row.")
             if not isinstance(label, (str, int)):
                 raise DataError(
                     f"{rows.locate(i)} has the {type(label).__name__} label "
@@ -115,9 +106,7 @@ def _encode_int(train, validation, class_names):
                 )
 
     def keys(rows):
-        return [
-            label.strip() if isinstance(label, str) else label for label in rows.labels
-        ]
+        return [label.strip() if isinstance(label, str) else label for label in rows.labels]
 
     train_keys = keys(train)
     if class_names is None:
@@ -128,9 +117,7 @@ def _encode_int(train, validation, class_names):
         class_names = [str(name) for name in class_names]
         lookup = {name: index for index, name in enumerate(class_names)}
         # Int labels (or "0"/"1" strings) that are not class names index class_names.
-        by_index = all(_is_int_like(key) for key in train_keys) and not any(
-            str(key) in lookup for key in train_keys
-        )
+        by_index = all(_is_int_like(key) for key in train_keys) and not any(str(key) in lookup for key in train_keys)
         if by_index:
             lookup = {index: index for index in range(len(class_names))}
 
@@ -139,9 +126,7 @@ def _encode_int(train, validation, class_names):
 
         else:
             to_key = str
-        _check_known(
-            enumerate(map(to_key, train_keys)), lookup, train, class_names, False
-        )
+        _check_known(enumerate(map(to_key, train_keys)), lookup, train, class_names, False)
     check_class_count(class_names, train.source)
 
     def encode(rows, rows_keys, is_validation):
@@ -149,17 +134,14 @@ def _encode_int(train, validation, class_names):
         _check_known(enumerate(converted), lookup, rows, class_names, is_validation)
         return np.array([lookup[key] for key in converted], dtype=np.int32)
 
-    encoded_validation = (
-        encode(validation, keys(validation), True) if validation is not None else None
-    )
+    encoded_validation = encode(validation, keys(validation), True) if validation is not None else None
     return encode(train, train_keys, False), encoded_validation, class_names
 
 
 def _is_multi_hot(labels):
     first = labels[0]
     return isinstance(first, (list, tuple, np.ndarray)) and (
-        len(first) > 0
-        and all(isinstance(value, (int, float, np.number)) for value in first)
+        len(first) > 0 and all(isinstance(value, (int, float, np.number)) for value in first)
     )
 
 
@@ -168,11 +150,7 @@ def _multi_hot_array(rows, width=None):
         multi_hot = np.asarray(rows.labels, dtype=np.float32)
     except ValueError:
         multi_hot = None
-    if (
-        multi_hot is None
-        or multi_hot.ndim != 2
-        or width not in (None, multi_hot.shape[1])
-    ):
+    if multi_hot is None or multi_hot.ndim != 2 or width not in (None, multi_hot.shape[1]):
         raise DataError(
             f"the multi-hot labels of {rows.source} must all have the same "
             f"length{f' ({width}, as in training)' if width else ''}."
@@ -189,9 +167,7 @@ def _encode_multi_label(train, validation, class_names, label_separator):
                 f"labels have {width} columns but class_names has "
                 f"{len(class_names)} names: pass one name per label column."
             )
-        validation_labels = (
-            _multi_hot_array(validation, width) if validation is not None else None
-        )
+        validation_labels = _multi_hot_array(validation, width) if validation is not None else None
         return train_labels, validation_labels, class_names
 
     train_names = _label_names(train, label_separator)
@@ -199,24 +175,18 @@ def _encode_multi_label(train, validation, class_names, label_separator):
         class_names = sorted({name for names in train_names for name in names})
     class_names = [str(name) for name in class_names]
     if not class_names:
-        raise DataError(
-            f"no labels found in {train.source}: every row has an empty label."
-        )
+        raise DataError(f"no labels found in {train.source}: every row has an empty label.")
     column = {name: index for index, name in enumerate(class_names)}
 
     def encode(rows, names_per_row, is_validation):
         multi_hot = np.zeros((len(names_per_row), len(class_names)), np.float32)
         for i, names in enumerate(names_per_row):
-            _check_known(
-                ((i, name) for name in names), column, rows, class_names, is_validation
-            )
+            _check_known(((i, name) for name in names), column, rows, class_names, is_validation)
             multi_hot[i, [column[name] for name in names]] = 1.0
         return multi_hot
 
     encoded_validation = (
-        encode(validation, _label_names(validation, label_separator), True)
-        if validation is not None
-        else None
+        encode(validation, _label_names(validation, label_separator), True) if validation is not None else None
     )
     return encode(train, train_names, False), encoded_validation, class_names
 

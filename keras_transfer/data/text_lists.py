@@ -11,19 +11,14 @@ def _list_rows(texts, labels, name, locate=None, source=None):
     """`Rows` from in-memory texts and labels, located by 0-based index."""
     if isinstance(texts, str) or np.ndim(texts) != 1:
         raise DataError(
-            f"{name} must be a 1-D list or array of strings, got "
-            f"{type(texts).__name__} with shape {np.shape(texts)}."
+            f"{name} must be a 1-D list or array of strings, got {type(texts).__name__} with shape {np.shape(texts)}."
         )
     texts = list(texts)
     labels = list(labels)  # a 2-D array becomes a list of rows
     if len(texts) != len(labels):
-        raise DataError(
-            f"got {len(texts)} {name} but {len(labels)} labels: pass one label per text."
-        )
+        raise DataError(f"got {len(texts)} {name} but {len(labels)} labels: pass one label per text.")
     # numpy scalars become Python values, so messages and lookups see 'spam', not np.str_.
-    labels = [
-        label.item() if isinstance(label, np.generic) else label for label in labels
-    ]
+    labels = [label.item() if isinstance(label, np.generic) else label for label in labels]
     texts = [text.item() if isinstance(text, np.generic) else text for text in texts]
     return Rows(
         texts,
@@ -78,6 +73,7 @@ def from_texts(
         >>> train.class_names
         ['neg', 'pos']
     """
+
     def read_rows():
         train = _list_rows(texts, labels, "texts")
         if validation_data is None:
@@ -103,15 +99,10 @@ def from_texts(
 
 def _frame_rows(frame, text_column, label_columns, name, pd):
     if not isinstance(frame, pd.DataFrame):
-        raise DataError(
-            f"{name} must be a pandas DataFrame, got {type(frame).__name__}."
-        )
+        raise DataError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}.")
     missing = [c for c in [text_column, *label_columns] if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"column(s) {missing} not found in {name}; available columns: "
-            f"{list(frame.columns)}."
-        )
+        raise DataError(f"column(s) {missing} not found in {name}; available columns: {list(frame.columns)}.")
     if len(label_columns) == 1:
         labels = frame[label_columns[0]].tolist()
     else:
@@ -181,9 +172,7 @@ def from_pandas(
         train = _frame_rows(frame, text_column, label_columns, "frame", pd)
         if validation_frame is None:
             return train, None
-        return train, _frame_rows(
-            validation_frame, text_column, label_columns, "validation_frame", pd
-        )
+        return train, _frame_rows(validation_frame, text_column, label_columns, "validation_frame", pd)
 
     return load_text(
         read_rows,

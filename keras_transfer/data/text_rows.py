@@ -1,7 +1,8 @@
 """Rows of texts and raw labels read from a source, and the checks on their texts."""
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,25 +18,16 @@ class Rows(NamedTuple):
 
 def is_missing(value):
     """None, NaN or pandas.NA: how pandas and friends mark a missing value."""
-    return (
-        value is None
-        or (isinstance(value, float) and math.isnan(value))
-        or type(value).__name__ == "NAType"
-    )
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
 
 
 def check_texts(rows):
     """Every text must be a non-blank string, and not every text a number."""
     if not rows.texts:
-        raise DataError(
-            f"{rows.source} has no examples: it needs one row per example with "
-            f"a text and a label."
-        )
+        raise DataError(f"{rows.source} has no examples: it needs one row per example with a text and a label.")
     for i, text in enumerate(rows.texts):
         if is_missing(text):
-            raise DataError(
-                f"{rows.locate(i)} has no text (it is missing): fill it in or drop the row."
-            )
+            raise DataError(f"{rows.locate(i)} has no text (it is missing): fill it in or drop the row.")
         if not isinstance(text, str):
             raise DataError(
                 f"{rows.locate(i)} has a {type(text).__name__} {text!r} where a "
@@ -43,9 +35,7 @@ def check_texts(rows):
                 f"label columns?)."
             )
         if not text.strip():
-            raise DataError(
-                f"{rows.locate(i)} has an empty text: remove the row or fill in its text."
-            )
+            raise DataError(f"{rows.locate(i)} has an empty text: remove the row or fill in its text.")
     sample = rows.texts[:1000]
     if all(_looks_numeric(text) for text in sample):
         raise DataError(
@@ -70,6 +60,4 @@ def subset_indices(count, max_examples, seed):
     """A seeded random subset of at most `max_examples` of `count` rows, in order."""
     if max_examples is None or count <= max_examples:
         return np.arange(count)
-    return np.sort(
-        np.random.default_rng(seed).choice(count, max_examples, replace=False)
-    )
+    return np.sort(np.random.default_rng(seed).choice(count, max_examples, replace=False))

@@ -32,9 +32,7 @@ def _one_or_tuple(split, finished):
     return finished[0] if isinstance(split, str) else tuple(finished)
 
 
-def _load_classification(
-    name, *, split, data_dir, download, shuffle, seed, input_key, input_arg, label_key
-):
+def _load_classification(name, *, split, data_dir, download, shuffle, seed, input_key, input_arg, label_key):
     """Load `(example[input_key], class index)` pairs of every split with `tfds.load`.
 
     `input_arg` names the loader's argument for `input_key` in messages.
@@ -70,18 +68,13 @@ def _load_classification(
         )
     check_class_count(class_names, f"dataset {name!r}")
     pairs = [
-        dataset.map(
-            lambda example: (example[input_key], tf.cast(example[label_key], tf.int32))
-        )
-        for dataset in datasets
+        dataset.map(lambda example: (example[input_key], tf.cast(example[label_key], tf.int32))) for dataset in datasets
     ]
     num_examples = [info.splits[s].num_examples for s in splits]
     return _Loaded(pairs, num_examples, class_names, features)
 
 
-def _finish_image_splits(
-    datasets, split, num_examples, class_names, *, shuffle_buffer, augment, **options
-):
+def _finish_image_splits(datasets, split, num_examples, class_names, *, shuffle_buffer, augment, **options):
     """Finish one image dataset per split; shuffle and augment only the first."""
     finished = [
         finish_image_dataset(
@@ -141,8 +134,15 @@ def from_tfds(
     """
     image_size = image_size_pair(image_size)
     loaded = _load_classification(
-        name, split=split, data_dir=data_dir, download=download, shuffle=shuffle,
-        seed=seed, input_key=image_key, input_arg="image_key", label_key=label_key,
+        name,
+        split=split,
+        data_dir=data_dir,
+        download=download,
+        shuffle=shuffle,
+        seed=seed,
+        input_key=image_key,
+        input_arg="image_key",
+        label_key=label_key,
     )
     return _finish_image_splits(
         loaded.datasets,
@@ -213,8 +213,7 @@ def tfds_image_folder(
     class_names = builder.info.features["label"].names
     check_class_count(class_names, f"image folder {root_dir!r}")
     datasets = [
-        builder.as_dataset(split=s, as_supervised=True, shuffle_files=shuffle and i == 0)
-        for i, s in enumerate(splits)
+        builder.as_dataset(split=s, as_supervised=True, shuffle_files=shuffle and i == 0) for i, s in enumerate(splits)
     ]
     return _finish_image_splits(
         datasets,
@@ -275,8 +274,15 @@ def from_tfds_text(
 
     cleaner = resolve_cleaner(clean)
     loaded = _load_classification(
-        name, split=split, data_dir=data_dir, download=download, shuffle=shuffle,
-        seed=seed, input_key=text_key, input_arg="text_key", label_key=label_key,
+        name,
+        split=split,
+        data_dir=data_dir,
+        download=download,
+        shuffle=shuffle,
+        seed=seed,
+        input_key=text_key,
+        input_arg="text_key",
+        label_key=label_key,
     )
     text_feature = loaded.features[text_key]
     if not isinstance(text_feature, tfds.features.Text):

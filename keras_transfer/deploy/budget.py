@@ -41,8 +41,7 @@ class BudgetChoice:
     def explanation(self):
         """One line per candidate, then the choice."""
         lines = [f"{c.quantization:>8}: {c.reason}" for c in self.candidates]
-        lines.append(f"chose {self.chosen}: the smallest file within an accuracy drop of "
-                     f"{self.max_accuracy_drop:.4f}.")
+        lines.append(f"chose {self.chosen}: the smallest file within an accuracy drop of {self.max_accuracy_drop:.4f}.")
         return "\n".join(lines)
 
 
@@ -94,24 +93,38 @@ def export_within_budget(
     from keras_transfer.deploy.export import export  # export.py offers this function too
 
     # The candidates go beside `path`, so the chosen one is renamed, not copied, into place.
-    with tempfile.TemporaryDirectory(dir=files.parent_folder(path), prefix=".tmp-budget-",
-                                     ignore_cleanup_errors=True) as folder:
+    with tempfile.TemporaryDirectory(
+        dir=files.parent_folder(path), prefix=".tmp-budget-", ignore_cleanup_errors=True
+    ) as folder:
         tried, results = [], {}
         for mode in candidates:
             quantization = Quantization.int8(calibration, num_samples) if mode == "int8" else mode
             candidate_path = os.path.join(folder, mode, os.path.basename(path))
-            result = export(model, candidate_path, quantization=quantization, check_data=eval_data,
-                            metadata=metadata, sequence_length=sequence_length)
+            result = export(
+                model,
+                candidate_path,
+                quantization=quantization,
+                check_data=eval_data,
+                metadata=metadata,
+                sequence_length=sequence_length,
+            )
             check = result.check
             if check.accuracy_exported is None:
                 raise ValueError("export_within_budget needs labelled classification data as eval_data.")
             drop = check.accuracy_keras - check.accuracy_exported
             within = drop <= max_accuracy_drop + 1e-9
-            tried.append(BudgetCandidate(
-                mode, result.size_bytes, check.accuracy_keras, check.accuracy_exported, drop, within,
-                f"{result.size_bytes / 1e6:.2f} MB, accuracy {check.accuracy_exported:.4f} vs Keras "
-                f"{check.accuracy_keras:.4f} (drop {drop:+.4f}: {'within' if within else 'over'} budget)",
-            ))
+            tried.append(
+                BudgetCandidate(
+                    mode,
+                    result.size_bytes,
+                    check.accuracy_keras,
+                    check.accuracy_exported,
+                    drop,
+                    within,
+                    f"{result.size_bytes / 1e6:.2f} MB, accuracy {check.accuracy_exported:.4f} vs Keras "
+                    f"{check.accuracy_keras:.4f} (drop {drop:+.4f}: {'within' if within else 'over'} budget)",
+                )
+            )
             results[mode] = result
         within = [candidate for candidate in tried if candidate.within_budget]
         if not within:
@@ -122,8 +135,11 @@ def export_within_budget(
             )
         best = min(within, key=lambda candidate: candidate.size_bytes)
         chosen = results[best.quantization]
-        for source, target in ((chosen.path, path), (chosen.metadata_path, metadata_path(path)),
-                               (assets_path(chosen.path), assets_path(path))):
+        for source, target in (
+            (chosen.path, path),
+            (chosen.metadata_path, metadata_path(path)),
+            (assets_path(chosen.path), assets_path(path)),
+        ):
             if os.path.lexists(source):
                 files.replace(source, target)
         chosen.path, chosen.metadata_path = path, metadata_path(path)

@@ -40,9 +40,7 @@ class ExportCheck:
     accuracy_exported: float | None = None
 
 
-def check_export(
-    path_or_interpreter, model, inputs, *, labels=None, max_examples=None, batch_size=32, head=None
-):
+def check_export(path_or_interpreter, model, inputs, *, labels=None, max_examples=None, batch_size=32, head=None):
     """Runs the exported model and the Keras model on `inputs` and compares them.
 
     A `.tflite` file runs in a real LiteRT interpreter (`litert.LiteRTModel`),
@@ -75,10 +73,14 @@ def check_export(
     labels = data_labels if labels is None else np.asarray(labels)[: litert.num_rows(x)]
     run = _runner(path_or_interpreter)
     keras_outputs = _as_2d(model.predict(x, batch_size=batch_size, verbose=0))
-    exported_outputs = _as_2d(np.concatenate([
-        run(litert.take_rows(x, slice(start, start + batch_size)))
-        for start in range(0, litert.num_rows(x), batch_size)
-    ]))
+    exported_outputs = _as_2d(
+        np.concatenate(
+            [
+                run(litert.take_rows(x, slice(start, start + batch_size)))
+                for start in range(0, litert.num_rows(x), batch_size)
+            ]
+        )
+    )
     check = ExportCheck(
         num_examples=len(keras_outputs),
         max_abs_difference=float(np.max(np.abs(keras_outputs - exported_outputs), initial=0.0)),

@@ -53,8 +53,18 @@ from keras_transfer.deploy.quantization import (
 from keras_transfer.deploy.signatures import export_signature
 
 __all__ = [
-    "ENGINES", "Engine", "ExportCheck", "ExportResult", "FORMATS", "Quantization", "check_export", "export",
-    "export_within_budget", "keras_quantize", "read_metadata", "representative_samples",
+    "ENGINES",
+    "Engine",
+    "ExportCheck",
+    "ExportResult",
+    "FORMATS",
+    "Quantization",
+    "check_export",
+    "export",
+    "export_within_budget",
+    "keras_quantize",
+    "read_metadata",
+    "representative_samples",
 ]
 
 FORMATS = ("tflite", "saved_model")
@@ -157,8 +167,9 @@ def export(
             files.write_json(info, metadata_path(temporary))
     check = None
     if check_data is not None:
-        check = check_export(path, graph, check_data, head=getattr(model, "head", None),
-                             max_examples=max_check_examples)
+        check = check_export(
+            path, graph, check_data, head=getattr(model, "head", None), max_examples=max_check_examples
+        )
     return ExportResult(
         path=path,
         format=format,
@@ -285,8 +296,4 @@ def _input_dtypes(signature):
 def _size_bytes(path):
     if os.path.isfile(path):
         return os.path.getsize(path)
-    return sum(
-        os.path.getsize(os.path.join(folder, name))
-        for folder, _, names in os.walk(path)
-        for name in names
-    )
+    return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(path) for name in names)

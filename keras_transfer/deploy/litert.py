@@ -110,8 +110,7 @@ class LiteRTModel:
     def quantized_io(self):
         """Whether the inputs or the output are integers (int8/uint8) in the file."""
         details = [*self.input_details.values(), self._output]
-        return any(np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0]
-                   for detail in details)
+        return any(np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0] for detail in details)
 
     def predict_on_batch(self, x):
         """Float outputs for one batch; `x` is an array or a dict of arrays by input name."""

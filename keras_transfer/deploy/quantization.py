@@ -57,13 +57,10 @@ class Quantization:
 
     def __post_init__(self):
         if self.mode not in QUANTIZATION_MODES:
-            raise ValueError(
-                f"Unknown quantization {self.mode!r}; valid ones are {', '.join(QUANTIZATION_MODES)}."
-            )
+            raise ValueError(f"Unknown quantization {self.mode!r}; valid ones are {', '.join(QUANTIZATION_MODES)}.")
         if self.mode == "int8" and self.representative_data is None:
             raise ValueError(
-                "int8 quantization needs representative_data: "
-                "Quantization.int8(dataset, num_samples=100)."
+                "int8 quantization needs representative_data: Quantization.int8(dataset, num_samples=100)."
             )
         if self.io_dtype not in IO_DTYPES:
             raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, got {self.io_dtype!r}.")
@@ -116,8 +113,7 @@ class Quantization:
 
     def get_config(self):
         if self.mode == "int8":
-            return {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed,
-                    "io_dtype": self.io_dtype}
+            return {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed, "io_dtype": self.io_dtype}
         return {"mode": self.mode}
 
     @classmethod
@@ -142,8 +138,10 @@ class Quantization:
         if self.mode == "int8":
             samples = representative_samples(self.representative_data, self.num_samples, seed=self.seed)
             options["representative_dataset"] = lambda: (
-                {name: value.astype(input_dtypes[name])
-                 for name, value in litert.named_inputs(sample, list(input_dtypes)).items()}
+                {
+                    name: value.astype(input_dtypes[name])
+                    for name, value in litert.named_inputs(sample, list(input_dtypes)).items()
+                }
                 for sample in samples
             )
             if self.io_dtype != "float32":
@@ -165,10 +163,12 @@ class KerasQuantization:
     quantized_parameter_fraction: float
 
     def __str__(self):
-        return (f"Keras {self.mode} quantization: {len(self.quantized_layers)} layers quantized "
-                f"({self.quantized_parameter_fraction:.1%} of the parameters), "
-                f"{len(self.skipped_layers)} layers with weights left in float "
-                f"({', '.join(self.skipped_layers[:5])}{' ...' if len(self.skipped_layers) > 5 else ''}).")
+        return (
+            f"Keras {self.mode} quantization: {len(self.quantized_layers)} layers quantized "
+            f"({self.quantized_parameter_fraction:.1%} of the parameters), "
+            f"{len(self.skipped_layers)} layers with weights left in float "
+            f"({', '.join(self.skipped_layers[:5])}{' ...' if len(self.skipped_layers) > 5 else ''})."
+        )
 
 
 def keras_quantize(model, mode="int8"):

@@ -385,15 +385,14 @@ def _matrix_table(matrix, class_names):
     names = [truncate(name, _MATRIX_NAME_WIDTH) for name in class_names]
     corner = "true \\ pred"
     row_width = max(len(corner), *(len(name) for name in names))
-    column_widths = [
-        max(len(name), len(str(matrix[:, column].max())))
-        for column, name in enumerate(names)
+    column_widths = [max(len(name), len(str(matrix[:, column].max()))) for column, name in enumerate(names)]
+    lines = [
+        "  " + corner.ljust(row_width) + "".join("  " + name.rjust(width) for name, width in zip(names, column_widths))
     ]
-    lines = ["  " + corner.ljust(row_width) + "".join(
-        "  " + name.rjust(width) for name, width in zip(names, column_widths)
-    )]
     for name, counts in zip(names, matrix):
-        lines.append("  " + name.ljust(row_width) + "".join(
-            "  " + str(count).rjust(width) for count, width in zip(counts, column_widths)
-        ))
+        lines.append(
+            "  "
+            + name.ljust(row_width)
+            + "".join("  " + str(count).rjust(width) for count, width in zip(counts, column_widths))
+        )
     return lines

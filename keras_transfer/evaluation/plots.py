@@ -82,8 +82,12 @@ def plot_confusion_matrix(matrix, class_names, path=None, *, normalize=False, ti
         dark = matrix.max() / 2 if matrix.max() > 0 else 1
         for (row, column), value in np.ndenumerate(matrix):
             axes.text(
-                column, row, f"{value:.2f}" if normalize else f"{int(value)}",
-                ha="center", va="center", fontsize=8,
+                column,
+                row,
+                f"{value:.2f}" if normalize else f"{int(value)}",
+                ha="center",
+                va="center",
+                fontsize=8,
                 color="white" if value > dark else "black",
             )
     if path is not None:
@@ -164,8 +168,15 @@ def plot_training_curves(histories, path=None, *, phase_names=None):
             for name, start in zip(phase_names, starts):
                 if start > 1:
                     axes.axvline(start - 0.5, color="gray", linestyle="--", linewidth=1)
-                axes.text(start - 0.5 if start > 1 else start, 0.98, f" {name}", va="top",
-                          fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
+                axes.text(
+                    start - 0.5 if start > 1 else start,
+                    0.98,
+                    f" {name}",
+                    va="top",
+                    fontsize=8,
+                    color="dimgray",
+                    transform=axes.get_xaxis_transform(),
+                )
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set(xlabel="Epoch", ylabel=key, title=key)
         axes.legend(loc="best")
@@ -206,8 +217,7 @@ def plot_predictions(images, true_labels, predicted_labels, class_names, path=No
         raise ValueError("No images to plot.")
     if not len(images) == len(true_labels) == len(predicted_labels):
         raise ValueError(
-            f"{len(images)} images but {len(true_labels)} true and "
-            f"{len(predicted_labels)} predicted labels."
+            f"{len(images)} images but {len(true_labels)} true and {len(predicted_labels)} predicted labels."
         )
 
     columns = min(4, len(images))
@@ -221,8 +231,7 @@ def plot_predictions(images, true_labels, predicted_labels, class_names, path=No
         axes.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0)
         true_name = truncate(_label_name(true, class_names), 16)
         predicted_name = truncate(_label_name(predicted, class_names), 16)
-        axes.set_title(f"{predicted_name} ({true_name})", fontsize=9,
-                       color="black" if true == predicted else "red")
+        axes.set_title(f"{predicted_name} ({true_name})", fontsize=9, color="black" if true == predicted else "red")
         axes.axis("off")
     if path is not None:
         _save(figure, path)

@@ -89,9 +89,7 @@ class FeatureCache:
         batch_size = None
         steps = _cardinality(data)
         for copy in range(int(copies)):
-            progress = keras.utils.Progbar(
-                steps, verbose=_progress_verbosity(verbose), unit_name="batch"
-            )
+            progress = keras.utils.Progbar(steps, verbose=_progress_verbosity(verbose), unit_name="batch")
             pass_labels = []
             for step, (inputs, batch_labels) in enumerate(data, start=1):
                 batch_size = batch_size or len(batch_labels)
@@ -132,7 +130,7 @@ class FeatureCache:
                 order = rng.permutation(self.num_examples) if shuffle else np.arange(self.num_examples)
                 for start in range(0, self.num_examples, batch_size):
                     # Sorted within a batch (same gradient): a memmap reads front to back.
-                    index = np.sort(order[start:start + batch_size])
+                    index = np.sort(order[start : start + batch_size])
                     yield np.asarray(copy[index], dtype="float32"), labels[index]
                 epoch += 1
 
@@ -144,9 +142,9 @@ class FeatureCache:
 
     def validation_dataset(self, batch_size=32):
         """The first copy, in order, once: for `validation_data`."""
-        return tf.data.Dataset.from_tensor_slices(
-            (np.asarray(self.features[0], dtype="float32"), self.labels)
-        ).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices((np.asarray(self.features[0], dtype="float32"), self.labels)).batch(
+            batch_size
+        )
 
 
 class _FeatureWriter:

@@ -22,9 +22,11 @@ def select_layers(model, *, top=None, names=None, up_to=None, from_layer=None):
         from_layer: this layer and every layer above it.
     """
     layers = list(model.layers)
-    given = [key for key, value in
-             dict(top=top, names=names, up_to=up_to, from_layer=from_layer).items()
-             if value is not None]
+    given = [
+        key
+        for key, value in dict(top=top, names=names, up_to=up_to, from_layer=from_layer).items()
+        if value is not None
+    ]
     if len(given) > 1:
         raise ValueError(f"Choose layers one way at a time; got {', '.join(given)}.")
     if top is not None:
@@ -34,7 +36,7 @@ def select_layers(model, *, top=None, names=None, up_to=None, from_layer=None):
             top = round(top * len(layers))
         if top < 0:
             raise ValueError(f"top must be >= 0, got {top}.")
-        return layers[len(layers) - top:] if top else []
+        return layers[len(layers) - top :] if top else []
     if names is not None:
         names = [names] if isinstance(names, str) else list(names)
         by_name = {layer.name: layer for layer in layers}
@@ -42,7 +44,7 @@ def select_layers(model, *, top=None, names=None, up_to=None, from_layer=None):
     if up_to is not None:
         return layers[: _layer_index(model, up_to) + 1]
     if from_layer is not None:
-        return layers[_layer_index(model, from_layer):]
+        return layers[_layer_index(model, from_layer) :]
     return layers
 
 
@@ -53,11 +55,9 @@ def _known_names(model, names):
         import difflib
 
         hints = {name: difflib.get_close_matches(name, known, n=3) for name in missing}
-        detail = "; ".join(f"{name!r} (closest: {', '.join(close) or 'none'})"
-                           for name, close in hints.items())
+        detail = "; ".join(f"{name!r} (closest: {', '.join(close) or 'none'})" for name, close in hints.items())
         raise ValueError(
-            f"{model.name} has no layer named {detail}. "
-            "List the names with [layer.name for layer in model.layers]."
+            f"{model.name} has no layer named {detail}. List the names with [layer.name for layer in model.layers]."
         )
     return names
 

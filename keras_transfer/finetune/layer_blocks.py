@@ -46,8 +46,10 @@ CONVENTIONS = (
     ("convnext/regnet", re.compile(r"_stage_(\d+)_[a-z]*block_(\d+)_", re.IGNORECASE)),
     (
         "keras_hub_transformer",
-        re.compile(r"^(?:transformer_layer|transformer_block|decoder_block|encoder_block"
-                   r"|encoder_layer|decoder_layer)_(\d+)(?:_|$)"),
+        re.compile(
+            r"^(?:transformer_layer|transformer_block|decoder_block|encoder_block"
+            r"|encoder_layer|decoder_layer)_(\d+)(?:_|$)"
+        ),
     ),
 )
 
@@ -139,7 +141,7 @@ def _labels_by_chunks(weighted, num_blocks):
     for chunk in range(count):
         # The lower chunks take the remainder, as numpy.array_split does.
         size = base + (chunk < extra)
-        for index in weighted[position:position + size]:
+        for index in weighted[position : position + size]:
             labels[index] = ("chunk", chunk)
         position += size
     return labels

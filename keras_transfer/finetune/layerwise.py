@@ -98,8 +98,11 @@ class LayerwiseLearningRates:
             or self._base._apply_weight_decay is not keras.optimizers.Optimizer._apply_weight_decay
         ):
             return super()._apply_weight_decay(variables)
-        decayed = [(variable, self.learning_rate_factor(variable))
-                   for variable in variables if self._use_weight_decay(variable)]
+        decayed = [
+            (variable, self.learning_rate_factor(variable))
+            for variable in variables
+            if self._use_weight_decay(variable)
+        ]
 
         def decay(variable, factor):
             dtype = keras.backend.standardize_dtype(variable.dtype)
@@ -116,13 +119,9 @@ class LayerwiseLearningRates:
         # from the cross-replica context, one component per device.
         def decay_all(distribution, decayed):
             for variable, factor in decayed:
-                distribution.extended.update(
-                    variable.value, functools.partial(decay, factor=factor), group=False
-                )
+                distribution.extended.update(variable.value, functools.partial(decay, factor=factor), group=False)
 
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            decay_all, self._distribution_strategy, decayed
-        )
+        tf.__internal__.distribute.interim.maybe_merge_call(decay_all, self._distribution_strategy, decayed)
 
     def get_config(self):
         config = super().get_config()
@@ -137,7 +136,7 @@ class LayerwiseLearningRates:
         if cls is LayerwiseLearningRates:
             # Loading a saved optimizer: find the subclass from the class it extends.
             cls = layerwise_class(_optimizer_class(base_name, custom_objects))
-        return super(LayerwiseLearningRates, cls).from_config(config, custom_objects=custom_objects)
+        return super().from_config(config, custom_objects=custom_objects)
 
 
 @functools.cache
@@ -157,9 +156,11 @@ def layerwise_class(base):
             "A LossScaleOptimizer wraps another optimizer: make that one layer-wise; "
             "Keras wraps it again for mixed precision."
         )
-    cls = type(f"Layerwise{base.__name__}", (LayerwiseLearningRates, base),
-               {"__module__": __name__, "__doc__": f"`{base.__name__}` with layer-wise learning rates.",
-                "_base": base})
+    cls = type(
+        f"Layerwise{base.__name__}",
+        (LayerwiseLearningRates, base),
+        {"__module__": __name__, "__doc__": f"`{base.__name__}` with layer-wise learning rates.", "_base": base},
+    )
     # Serialized under the mixin's name (whose from_config dispatches on the
     # config's "base_optimizer"); registering the mixin again keeps that name
     # pointing at it rather than at this subclass.
@@ -170,9 +171,11 @@ def layerwise_class(base):
 
 
 def _optimizer_class(name, custom_objects=None):
-    found = keras.saving.get_registered_object(
-        name, custom_objects=custom_objects, module_objects=vars(keras.optimizers)
-    ) if name else None
+    found = (
+        keras.saving.get_registered_object(name, custom_objects=custom_objects, module_objects=vars(keras.optimizers))
+        if name
+        else None
+    )
     if not (isinstance(found, type) and issubclass(found, keras.optimizers.Optimizer)):
         raise ValueError(
             f"Cannot find the optimizer class {name!r} that this layer-wise optimizer extends: "
@@ -255,8 +258,12 @@ def depth_decay(model, decay=0.5, *, blocks=None, backbone=None):
         backbone = model if backbone is None else backbone
     blocks = layer_blocks(backbone) if blocks is None else blocks
     top = len(blocks) - 1
-    return {layer.name: float(decay) ** (top - depth)
-            for depth, block in enumerate(blocks) for layer in block if layer.weights}
+    return {
+        layer.name: float(decay) ** (top - depth)
+        for depth, block in enumerate(blocks)
+        for layer in block
+        if layer.weights
+    }
 
 
 def _checked_factor(key, factor):

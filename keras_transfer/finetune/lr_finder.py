@@ -78,24 +78,22 @@ class LearningRateFinderResult:
         figure = Figure(figsize=(6.0, 4.0), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
-        axes.plot(self.learning_rates, self.raw_losses, color="tab:blue", alpha=0.25,
-                  linewidth=1, label="loss per batch")
+        axes.plot(
+            self.learning_rates, self.raw_losses, color="tab:blue", alpha=0.25, linewidth=1, label="loss per batch"
+        )
         axes.plot(self.learning_rates, self.losses, color="tab:blue", label="smoothed loss")
         axes.set_xscale("log")
-        suggested_loss = np.interp(
-            np.log(self.suggestion), np.log(self.learning_rates), self.losses
-        )
+        suggested_loss = np.interp(np.log(self.suggestion), np.log(self.learning_rates), self.losses)
         axes.axvline(self.suggestion, color="tab:red", linestyle="--", linewidth=1)
-        axes.plot([self.suggestion], [suggested_loss], "o", color="tab:red",
-                  label=f"suggestion {self.suggestion:.2e}")
+        axes.plot([self.suggestion], [suggested_loss], "o", color="tab:red", label=f"suggestion {self.suggestion:.2e}")
         if self.diverged_at is not None and np.isfinite(self.losses[-1]):
-            axes.plot([self.diverged_at], [self.losses[-1]], "x", color="black",
-                      label=f"diverged at {self.diverged_at:.2e}")
+            axes.plot(
+                [self.diverged_at], [self.losses[-1]], "x", color="black", label=f"diverged at {self.diverged_at:.2e}"
+            )
         low, high = _loss_limits(self.losses)
         if low is not None:
             axes.set_ylim(low, high)
-        axes.set(xlabel="Learning rate (log scale)", ylabel="Loss",
-                 title="Learning-rate range test")
+        axes.set(xlabel="Learning rate (log scale)", ylabel="Loss", title="Learning-rate range test")
         axes.legend(loc="best")
         if path is not None:
             path = os.fspath(path)
@@ -193,8 +191,13 @@ def find_learning_rate(
     ...                                    momentum=0.9), "mse")    # doctest: +SKIP
     """
     _check_finder_arguments(
-        model, min_learning_rate, max_learning_rate, num_steps, smoothing,
-        divergence_factor, batch_size,
+        model,
+        min_learning_rate,
+        max_learning_rate,
+        num_steps,
+        smoothing,
+        divergence_factor,
+        batch_size,
     )
     # A TextClassifier's graph takes token ids, not the sentences it was given.
     data = task_io.as_model_inputs(model, data)
@@ -211,9 +214,9 @@ def find_learning_rate(
     with model.distribute_strategy.scope():
         probe = _probe_optimizer(model.optimizer, float(learning_rates[0]))
         probe.build(model.trainable_variables)
-    progress = keras.utils.Progbar(
-        num_steps, stateful_metrics=["learning_rate", "loss", "smoothed_loss"]
-    ) if verbose else None
+    progress = (
+        keras.utils.Progbar(num_steps, stateful_metrics=["learning_rate", "loss", "smoothed_loss"]) if verbose else None
+    )
 
     raw, smoothed = [], []
     average, best, diverged_at = 0.0, math.inf, None
@@ -240,8 +243,7 @@ def find_learning_rate(
             smoothed.append(smooth)
             best = min(best, smooth)
             if progress is not None:
-                progress.update(step + 1, [("learning_rate", learning_rate), ("loss", loss),
-                                           ("smoothed_loss", smooth)])
+                progress.update(step + 1, [("learning_rate", learning_rate), ("loss", loss), ("smoothed_loss", smooth)])
             if not math.isfinite(smooth) or (best > 0 and smooth > divergence_factor * best):
                 diverged_at = float(learning_rate)
                 break
@@ -265,8 +267,9 @@ def find_learning_rate(
     )
 
 
-def _check_finder_arguments(model, min_learning_rate, max_learning_rate, num_steps,
-                            smoothing, divergence_factor, batch_size):
+def _check_finder_arguments(
+    model, min_learning_rate, max_learning_rate, num_steps, smoothing, divergence_factor, batch_size
+):
     if not isinstance(model, keras.Model):
         raise TypeError(f"find_learning_rate needs a keras.Model, got {type(model).__name__}.")
     if not model.compiled or model.optimizer is None:
@@ -319,8 +322,7 @@ def _endless_batches(data, batch_size, seed):
                 raise ValueError("The dataset yields no batches: the range test needs data.")
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(
-            f"data must be a tf.data.Dataset of (x, y) batches or an (x, y) tuple of "
-            f"arrays, got {type(data).__name__}."
+            f"data must be a tf.data.Dataset of (x, y) batches or an (x, y) tuple of arrays, got {type(data).__name__}."
         )
     x, y = data
     count = len(keras.tree.flatten(x)[0])

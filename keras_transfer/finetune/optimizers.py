@@ -27,7 +27,6 @@ def make_optimizer(optimizer="adam", learning_rate=None):
     key = str(optimizer).lower()
     if key not in OPTIMIZERS:
         raise ValueError(
-            f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)} "
-            "or pass a keras.optimizers.Optimizer."
+            f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)} or pass a keras.optimizers.Optimizer."
         )
     return OPTIMIZERS[key](learning_rate=1e-3 if learning_rate is None else learning_rate)

@@ -24,8 +24,8 @@ import contextlib
 
 import keras
 
-from keras_transfer.finetune.layer_blocks import layer_blocks
 from keras_transfer.finetune.freezing import freeze, unfreeze
+from keras_transfer.finetune.layer_blocks import layer_blocks
 
 
 class ProgressiveUnfreezing(keras.callbacks.Callback):
@@ -87,8 +87,9 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
     {1: ['block_16_expand', 'block_16_depthwise'], 2: ['block_14_expand', 'block_14_depthwise']}
     """
 
-    def __init__(self, blocks_per_epoch=None, *, schedule=None, initial_blocks=0, backbone=None,
-                 blocks=None, verbose=0):
+    def __init__(
+        self, blocks_per_epoch=None, *, schedule=None, initial_blocks=0, backbone=None, blocks=None, verbose=0
+    ):
         super().__init__()
         if schedule is not None and blocks_per_epoch is not None:
             raise ValueError("Give either blocks_per_epoch or schedule, not both.")
@@ -119,7 +120,7 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
 
     def _top_names(self, count):
         count = min(count, len(self._blocks))
-        return [name for block in self._blocks[len(self._blocks) - count:] for name in block]
+        return [name for block in self._blocks[len(self._blocks) - count :] for name in block]
 
     # --- events ------------------------------------------------------------
 
@@ -145,8 +146,10 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         # newly trainable variables get gradients.
         self.model.make_train_function(force=True)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: {count}/{len(self._blocks)} top blocks of "
-                  f"{self._backbone.name} trainable (unfroze {', '.join(unfrozen) or 'no weights'}).")
+            print(
+                f"Epoch {epoch + 1}: {count}/{len(self._blocks)} top blocks of "
+                f"{self._backbone.name} trainable (unfroze {', '.join(unfrozen) or 'no weights'})."
+            )
 
     # --- helpers -------------------------------------------------------------
 

@@ -14,7 +14,6 @@ TensorFlow, so the command line can show the defaults in `--help` quickly.
 
 import dataclasses
 import numbers
-from typing import Optional, Union
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("one_cycle", "warmup_cosine")
@@ -67,17 +66,17 @@ class Recipe:
 
     head_epochs: int = 5
     finetune_epochs: int = 5
-    unfreeze: Union[int, float, str, object] = 0.3
-    optimizer: Union[str, object] = "adam"
-    finetune_optimizer: Union[str, object] = "rmsprop"
+    unfreeze: int | float | str | object = 0.3
+    optimizer: str | object = "adam"
+    finetune_optimizer: str | object = "rmsprop"
     head_learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-5
-    schedule: Optional[str] = None
-    layer_decay: Optional[float] = None
-    early_stopping: Optional[int] = None
-    cache_features: Union[bool, str] = False
+    schedule: str | None = None
+    layer_decay: float | None = None
+    early_stopping: int | None = None
+    cache_features: bool | str = False
     cached_copies: int = 1
-    lora_rank: Optional[int] = None
+    lora_rank: int | None = None
 
     def __post_init__(self):
         for name in ("head_epochs", "finetune_epochs"):
@@ -91,8 +90,9 @@ class Recipe:
         for name in ("optimizer", "finetune_optimizer"):
             value = getattr(self, name)
             if isinstance(value, str) and value.lower() not in OPTIMIZERS:
-                raise ValueError(f"Unknown {name} {value!r}: use one of {', '.join(OPTIMIZERS)} "
-                                 "or a keras.optimizers.Optimizer.")
+                raise ValueError(
+                    f"Unknown {name} {value!r}: use one of {', '.join(OPTIMIZERS)} or a keras.optimizers.Optimizer."
+                )
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown schedule {self.schedule!r}: use None, {', '.join(map(repr, SCHEDULES))}.")
         if self.layer_decay is not None and not 0.0 < float(self.layer_decay) <= 1.0:
@@ -107,14 +107,18 @@ class Recipe:
         """A copy with `changes`; options given as None keep this recipe's value."""
         unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"Unknown recipe options {unknown}: the options are "
-                            f"{', '.join(field.name for field in dataclasses.fields(self))}.")
+            raise TypeError(
+                f"Unknown recipe options {unknown}: the options are "
+                f"{', '.join(field.name for field in dataclasses.fields(self))}."
+            )
         return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
 
     def to_dict(self):
         """The options as JSON-friendly values (optimizer instances by class name)."""
-        return {key: value if value is None or isinstance(value, (bool, int, float, str)) else type(value).__name__
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: value if value is None or isinstance(value, (bool, int, float, str)) else type(value).__name__
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
 # The recipe of the Keras transfer-learning guide: Adam on the head, then
@@ -123,8 +127,9 @@ IMAGE_RECIPE = Recipe()
 
 # Transformers fine-tune with Adam at small rates (BERT's paper: 2e-5 to 5e-5):
 # `TextClassifier.fine_tune`'s default, a head phase and then the whole network.
-TEXT_RECIPE = Recipe(unfreeze="all", optimizer="adam", finetune_optimizer="adam",
-                     head_learning_rate=1e-3, finetune_learning_rate=5e-5)
+TEXT_RECIPE = Recipe(
+    unfreeze="all", optimizer="adam", finetune_optimizer="adam", head_learning_rate=1e-3, finetune_learning_rate=5e-5
+)
 
 # The named text recipes; `epochs` counts the phase that gives each its name.
 # Rates: the top of BERT's range for the whole network, the head rate for a
@@ -133,8 +138,9 @@ TEXT_RECIPE = Recipe(unfreeze="all", optimizer="adam", finetune_optimizer="adam"
 TEXT_RECIPES = {
     "full": TEXT_RECIPE.replace(head_epochs=0, finetune_epochs=3),
     "frozen": TEXT_RECIPE.replace(head_epochs=3, finetune_epochs=0),
-    "lora": TEXT_RECIPE.replace(head_epochs=0, finetune_epochs=3, finetune_learning_rate=2e-3,
-                                lora_rank=DEFAULT_LORA_RANK),
+    "lora": TEXT_RECIPE.replace(
+        head_epochs=0, finetune_epochs=3, finetune_learning_rate=2e-3, lora_rank=DEFAULT_LORA_RANK
+    ),
 }
 
 
@@ -154,11 +160,15 @@ def text_recipe(name="full", *, epochs=None, learning_rate=None, head_epochs=Non
     if name not in TEXT_RECIPES:
         raise ValueError(f"Unknown text recipe {name!r}: use one of {', '.join(TEXT_RECIPE_NAMES)}.")
     if lora_rank is not None and name != "lora":
-        raise ValueError(f"lora_rank trains LoRA adapters, which the {name!r} recipe does not: "
-                         "drop lora_rank, or use the 'lora' recipe.")
+        raise ValueError(
+            f"lora_rank trains LoRA adapters, which the {name!r} recipe does not: "
+            "drop lora_rank, or use the 'lora' recipe."
+        )
     if head_epochs is not None and name == "frozen":
-        raise ValueError("head_epochs is a warm-up before full or LoRA training; the 'frozen' recipe "
-                         "trains only the head, for `epochs` epochs: drop head_epochs.")
+        raise ValueError(
+            "head_epochs is a warm-up before full or LoRA training; the 'frozen' recipe "
+            "trains only the head, for `epochs` epochs: drop head_epochs."
+        )
     recipe = TEXT_RECIPES[name]
     if name == "frozen":
         main = dict(head_epochs=epochs, head_learning_rate=learning_rate)

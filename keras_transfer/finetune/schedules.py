@@ -16,7 +16,6 @@ import numbers
 import keras
 from keras import ops
 
-
 # --- warmup + cosine decay ------------------------------------------------------
 
 
@@ -71,8 +70,7 @@ def warmup_cosine(
     total_steps = _step_count(total_steps, "total_steps")
     if warmup_steps is not None and warmup_fraction is not None:
         raise ValueError(
-            f"Give the warmup one way: warmup_steps={warmup_steps!r} or "
-            f"warmup_fraction={warmup_fraction!r}, not both."
+            f"Give the warmup one way: warmup_steps={warmup_steps!r} or warmup_fraction={warmup_fraction!r}, not both."
         )
     if warmup_steps is None:
         fraction = 0.1 if warmup_fraction is None else float(warmup_fraction)
@@ -91,9 +89,7 @@ def warmup_cosine(
     final = float(final_learning_rate)
     for label, value in (("initial_learning_rate", initial), ("final_learning_rate", final)):
         if not 0.0 <= value <= peak:
-            raise ValueError(
-                f"{label} must be in [0, peak_learning_rate={peak}], got {value!r}."
-            )
+            raise ValueError(f"{label} must be in [0, peak_learning_rate={peak}], got {value!r}.")
     # Python floats throughout: CosineDecay takes its dtype from
     # initial_learning_rate, and an int 0 there makes an int32 schedule that fails.
     return keras.optimizers.schedules.CosineDecay(
@@ -182,12 +178,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             step = ops.minimum(ops.cast(step, "float32"), total)
             # Both branches are computed and one is picked, so neither may divide by
             # zero (pct_start=0 has no rising phase).
-            rising = _cosine_anneal(
-                self.initial_learning_rate, self.max_learning_rate, step / max(peak, 1e-12)
-            )
-            falling = _cosine_anneal(
-                self.max_learning_rate, self.final_learning_rate, (step - peak) / (total - peak)
-            )
+            rising = _cosine_anneal(self.initial_learning_rate, self.max_learning_rate, step / max(peak, 1e-12))
+            falling = _cosine_anneal(self.max_learning_rate, self.final_learning_rate, (step - peak) / (total - peak))
             return ops.where(step < peak, rising, falling)
 
     def get_config(self):
@@ -205,6 +197,7 @@ def _cosine_anneal(start, end, fraction):
     """fastai's `SchedCos`: from `start` (fraction 0) to `end` (fraction 1) along a half cosine."""
     fraction = ops.clip(fraction, 0.0, 1.0)
     return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * fraction))
+
 
 # --- argument checks ---------------------------------------------------------------
 

@@ -36,8 +36,11 @@ class FineTuneHistory:
     @property
     def phases(self):
         """`(name, History)` pairs of the phases that ran."""
-        return [(name, history) for name, history in
-                (("head", self.head), ("finetune", self.finetune)) if history is not None]
+        return [
+            (name, history)
+            for name, history in (("head", self.head), ("finetune", self.finetune))
+            if history is not None
+        ]
 
     def merged(self):
         """One `{metric: [values]}` dict over both phases, epochs in order."""
@@ -61,9 +64,7 @@ def phase_callbacks(phase, *, has_validation, early_stopping=None, checkpoint_di
     callbacks = []
     if early_stopping is not None:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=int(early_stopping), restore_best_weights=True
-            )
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=int(early_stopping), restore_best_weights=True)
         )
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
@@ -77,8 +78,9 @@ def phase_callbacks(phase, *, has_validation, early_stopping=None, checkpoint_di
     return callbacks
 
 
-def fine_tune(model, train, validation_data, recipe, *, checkpoint_dir=None, callbacks=(), batch_size=None,
-              verbose="auto"):
+def fine_tune(
+    model, train, validation_data, recipe, *, checkpoint_dir=None, callbacks=(), batch_size=None, verbose="auto"
+):
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
     model.check_data(train, validation_data)
     if recipe.lora_rank and not model.lora_layers:
@@ -103,17 +105,30 @@ def fine_tune(model, train, validation_data, recipe, *, checkpoint_dir=None, cal
     head_history = finetune_history = None
     if recipe.head_epochs:
         model.freeze_backbone()
-        model.compile(recipe.optimizer, learning_rate=_learning_rate(
-            recipe.head_learning_rate, recipe.schedule, steps_per_epoch, recipe.head_epochs))
+        model.compile(
+            recipe.optimizer,
+            learning_rate=_learning_rate(
+                recipe.head_learning_rate, recipe.schedule, steps_per_epoch, recipe.head_epochs
+            ),
+        )
         start = time.perf_counter()
         if recipe.cache_features:
             head_history = _fit_head_on_cached_features(
-                model, train, validation_data, recipe, batch_size=batch_size, callbacks=callbacks,
-                phase_options=phase_options, seconds=seconds, verbose=verbose,
+                model,
+                train,
+                validation_data,
+                recipe,
+                batch_size=batch_size,
+                callbacks=callbacks,
+                phase_options=phase_options,
+                seconds=seconds,
+                verbose=verbose,
             )
         else:
             head_history = model.fit(
-                x, y, epochs=recipe.head_epochs,
+                x,
+                y,
+                epochs=recipe.head_epochs,
                 callbacks=[*phase_callbacks("head", **phase_options), *callbacks],
                 **fit_options,
             )
@@ -126,40 +141,57 @@ def fine_tune(model, train, validation_data, recipe, *, checkpoint_dir=None, cal
             freeze(model.backbone)
             if progressive is None:
                 model.unfreeze_backbone(**_unfreeze_selector(recipe.unfreeze))
-        model.compile(recipe.finetune_optimizer, learning_rate=_learning_rate(
-            recipe.finetune_learning_rate, recipe.schedule, steps_per_epoch, recipe.finetune_epochs))
+        model.compile(
+            recipe.finetune_optimizer,
+            learning_rate=_learning_rate(
+                recipe.finetune_learning_rate, recipe.schedule, steps_per_epoch, recipe.finetune_epochs
+            ),
+        )
         if recipe.layer_decay is not None:
-            model.compile(layerwise_learning_rates(
-                model.optimizer, model, depth_decay(model, float(recipe.layer_decay))))
+            model.compile(
+                layerwise_learning_rates(model.optimizer, model, depth_decay(model, float(recipe.layer_decay)))
+            )
         # Continue the epoch count where the head phase stopped (early or not).
         first_epoch = len(head_history.epoch) if head_history is not None else 0
         start = time.perf_counter()
         finetune_history = model.fit(
-            x, y, initial_epoch=first_epoch, epochs=first_epoch + recipe.finetune_epochs,
-            callbacks=[*phase_callbacks("finetune", **phase_options), *callbacks,
-                       *([progressive] if progressive is not None else [])],
+            x,
+            y,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + recipe.finetune_epochs,
+            callbacks=[
+                *phase_callbacks("finetune", **phase_options),
+                *callbacks,
+                *([progressive] if progressive is not None else []),
+            ],
             **fit_options,
         )
         seconds["finetune"] = time.perf_counter() - start
     return FineTuneHistory(head_history, finetune_history, seconds)
 
 
-def _fit_head_on_cached_features(model, train, validation_data, recipe, *, batch_size, callbacks,
-                                 phase_options, seconds, verbose):
+def _fit_head_on_cached_features(
+    model, train, validation_data, recipe, *, batch_size, callbacks, phase_options, seconds, verbose
+):
     extractor = model.feature_extractor()
     directory = None if recipe.cache_features is True else os.fspath(recipe.cache_features)
     start = time.perf_counter()
     train_cache = FeatureCache.compute(
-        extractor, model.labelled_dataset(train, batch_size), copies=recipe.cached_copies,
-        directory=directory, verbose=verbose,
+        extractor,
+        model.labelled_dataset(train, batch_size),
+        copies=recipe.cached_copies,
+        directory=directory,
+        verbose=verbose,
     )
     seconds["head_features"] = time.perf_counter() - start
     validation_cache = None
     if validation_data is not None:
         start = time.perf_counter()
         validation_cache = FeatureCache.compute(
-            extractor, model.labelled_dataset(validation_data, batch_size),
-            directory=directory, verbose=verbose,
+            extractor,
+            model.labelled_dataset(validation_data, batch_size),
+            directory=directory,
+            verbose=verbose,
         )
         seconds["head_validation_features"] = time.perf_counter() - start
     head = model.head_model()

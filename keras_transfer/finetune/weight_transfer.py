@@ -42,8 +42,12 @@ def _weighted_layers(model):
             # Composite layers (e.g. keras-hub blocks) move as one unit.
             layers.append(layer)
     # A composite layer's own sublayers are copied with it: keep outermost only.
-    inside = {id(sub) for layer in layers if not isinstance(layer, keras.Model)
-              for sub in layer._flatten_layers(include_self=False)}
+    inside = {
+        id(sub)
+        for layer in layers
+        if not isinstance(layer, keras.Model)
+        for sub in layer._flatten_layers(include_self=False)
+    }
     return [layer for layer in layers if id(layer) not in inside]
 
 

@@ -103,9 +103,7 @@ class Head:
         if self.dropout:
             x = keras.layers.Dropout(self.dropout, name="head_dropout")(x)
         # The output stays float32 so that mixed precision never hurts the loss.
-        return keras.layers.Dense(
-            self.num_outputs, self._activation(), dtype="float32", name="predictions"
-        )(x)
+        return keras.layers.Dense(self.num_outputs, self._activation(), dtype="float32", name="predictions")(x)
 
     def _activation(self):
         if self.from_logits or self.task == "regression":
@@ -130,9 +128,7 @@ class Head:
             threshold = 0.0 if self.from_logits else 0.5
             return [
                 keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold),
-                keras.metrics.AUC(
-                    name="auc", from_logits=self.from_logits, multi_label=self.task == "multilabel"
-                ),
+                keras.metrics.AUC(name="auc", from_logits=self.from_logits, multi_label=self.task == "multilabel"),
             ]
         return [
             keras.metrics.MeanAbsoluteError(name="mae"),

@@ -52,10 +52,7 @@ class BackboneSpec:
 
 def _specs():
     def family(name, module, entries, min_size=32):
-        return [
-            BackboneSpec(key, ctor, module, size, name, min_size=min_size)
-            for key, ctor, size in entries
-        ]
+        return [BackboneSpec(key, ctor, module, size, name, min_size=min_size) for key, ctor, size in entries]
 
     efficientnet_sizes = [224, 240, 260, 300, 380, 456, 528, 600]
     return [
@@ -262,9 +259,7 @@ def _build_keras_hub_backbone(preset, weights, image_size):
     if image_size is not None:
         converter.image_size = _image_size(image_size, None)
     if converter.image_size is None:
-        raise ValueError(
-            f"The keras-hub preset {preset!r} does not say its image size: pass image_size."
-        )
+        raise ValueError(f"The keras-hub preset {preset!r} does not say its image size: pass image_size.")
     return BuiltBackbone(model, converter, tuple(converter.image_size), preset)
 
 

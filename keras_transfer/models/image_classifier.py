@@ -72,9 +72,7 @@ class ImageClassifier(TransferModel):
             backbone, preprocessor, image_size = built.model, built.preprocessor, built.image_size
             backbone_name = built.name
         if None in tuple(image_size):
-            raise ValueError(
-                f"The backbone {backbone_name!r} has no fixed input size: pass image_size."
-            )
+            raise ValueError(f"The backbone {backbone_name!r} has no fixed input size: pass image_size.")
         head, class_names = resolve_head(head, num_classes, class_names)
 
         inputs = keras.Input(shape=(*image_size, channels), name="image")
@@ -89,9 +87,17 @@ class ImageClassifier(TransferModel):
         features = backbone(x) if train_batch_norm else backbone(x, training=False)
         head_features = head.pool(features)
         super().__init__(
-            inputs=inputs, outputs=head.build(head_features), backbone=backbone, head=head,
-            head_features=head_features, backbone_outputs=features, preprocessor=preprocessor,
-            class_names=class_names, backbone_name=backbone_name, train_batch_norm=train_batch_norm, **kwargs,
+            inputs=inputs,
+            outputs=head.build(head_features),
+            backbone=backbone,
+            head=head,
+            head_features=head_features,
+            backbone_outputs=features,
+            preprocessor=preprocessor,
+            class_names=class_names,
+            backbone_name=backbone_name,
+            train_batch_norm=train_batch_norm,
+            **kwargs,
         )
         self.image_size = tuple(int(size) for size in image_size)
 

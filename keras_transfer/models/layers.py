@@ -46,9 +46,7 @@ class BackbonePreprocessing(keras.layers.Layer):
 
     def __init__(self, mode="none", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("none", "unit") and not hasattr(
-            getattr(keras.applications, mode, None), "preprocess_input"
-        ):
+        if mode not in ("none", "unit") and not hasattr(getattr(keras.applications, mode, None), "preprocess_input"):
             raise ValueError(
                 f"Unknown preprocessing mode {mode!r}: use 'none', 'unit' or a "
                 "keras.applications module name such as 'mobilenet_v2'."

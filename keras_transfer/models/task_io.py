@@ -10,7 +10,6 @@ thing everywhere.
 """
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
@@ -32,8 +31,8 @@ class DecodedOutputs:
     """
 
     probabilities: np.ndarray
-    classes: Optional[np.ndarray]
-    confidence: Optional[np.ndarray]
+    classes: np.ndarray | None
+    confidence: np.ndarray | None
 
 
 def decode_outputs(outputs, head=None, *, task=None, from_logits=None, threshold=0.5):

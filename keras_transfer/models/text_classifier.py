@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer import data as data_lib
 from keras_transfer import atomic_files as files
+from keras_transfer import data as data_lib
 from keras_transfer.finetune.recipes import TEXT_RECIPE
 from keras_transfer.models.layers import TOKEN_POOLINGS, TokenPooling, canonical_pooling
 from keras_transfer.models.text_backbones import PRETRAINED, build_text_backbone
@@ -91,18 +91,22 @@ class TextClassifier(TransferModel):
             raise ValueError(f"Unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}.")
         head, class_names = resolve_head(head, num_classes, class_names)
 
-        inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name)
-            for name in backbone.input
-        }
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in backbone.input}
         outputs = backbone(inputs)
         if pooling == "auto":
             pooling = "pooled" if _has_pooler(outputs) else "mean"
         head_features = _pool_tokens(outputs, inputs["padding_mask"], pooling, backbone_name, "token_pooling")
         super().__init__(
-            inputs=inputs, outputs=head.build(head_features), backbone=backbone, head=head,
-            head_features=head_features, backbone_outputs=outputs, preprocessor=preprocessor,
-            class_names=class_names, backbone_name=backbone_name, **kwargs,
+            inputs=inputs,
+            outputs=head.build(head_features),
+            backbone=backbone,
+            head=head,
+            head_features=head_features,
+            backbone_outputs=outputs,
+            preprocessor=preprocessor,
+            class_names=class_names,
+            backbone_name=backbone_name,
+            **kwargs,
         )
         self.pooling = pooling
         self.sequence_length_fixed = sequence_length is not None
@@ -167,8 +171,13 @@ class TextClassifier(TransferModel):
             raise ValueError(f"Unknown pooling {pooling!r}: use one of {', '.join(FEATURE_POOLINGS)}.")
         if pooling == self.pooling:
             return self.head_features
-        return _pool_tokens(self.backbone_outputs, self.input["padding_mask"], pooling, self.backbone_name,
-                            f"features_{pooling}_pooling")
+        return _pool_tokens(
+            self.backbone_outputs,
+            self.input["padding_mask"],
+            pooling,
+            self.backbone_name,
+            f"features_{pooling}_pooling",
+        )
 
     def export_assets(self, folder):
         """Saves the tokenizer and packer beside an export, as a keras-hub preset without weights.
@@ -205,8 +214,11 @@ def sentence_transformers_pooling(folder):
         return None
     with open(config_path, encoding="utf-8") as file:
         config = json.load(file)
-    for key, mode in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
-                      ("pooling_mode_max_tokens", "max")):
+    for key, mode in (
+        ("pooling_mode_mean_tokens", "mean"),
+        ("pooling_mode_cls_token", "cls"),
+        ("pooling_mode_max_tokens", "max"),
+    ):
         if config.get(key):
             return mode
     return None
@@ -235,8 +247,7 @@ def _check_sequence_length(sequence_length, backbone):
     maximum = _max_sequence_length(backbone)
     if sequence_length < 2 or (maximum and sequence_length > maximum):
         raise ValueError(
-            f"sequence_length={sequence_length} is out of range: the backbone takes "
-            f"2 to {maximum} tokens."
+            f"sequence_length={sequence_length} is out of range: the backbone takes 2 to {maximum} tokens."
         )
     return sequence_length
 

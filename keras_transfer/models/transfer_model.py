@@ -51,8 +51,21 @@ class TransferModel(keras.Model):
 
     RECIPE = IMAGE_RECIPE
 
-    def __init__(self, inputs, outputs, *, backbone, head, head_features, backbone_outputs, preprocessor=None,
-                 class_names=None, backbone_name=None, train_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        inputs,
+        outputs,
+        *,
+        backbone,
+        head,
+        head_features,
+        backbone_outputs,
+        preprocessor=None,
+        class_names=None,
+        backbone_name=None,
+        train_batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.backbone = backbone
         self.head = head
@@ -89,7 +102,8 @@ class TransferModel(keras.Model):
         build_options = {name: options.pop(name) for name in list(options) if name in build_names}
         recipe_names = {field.name for field in dataclasses.fields(Recipe)}
         recipe = (recipe or cls.RECIPE).replace(
-            **{name: options.pop(name) for name in list(options) if name in recipe_names})
+            **{name: options.pop(name) for name in list(options) if name in recipe_names}
+        )
         strategy = strategy or tf.distribute.get_strategy()
         with strategy.scope():
             model = cls(class_names=class_names, **build_options)
@@ -161,8 +175,11 @@ class TransferModel(keras.Model):
     @property
     def lora_layers(self):
         """The backbone layers that train through LoRA adapters."""
-        return [layer for layer in self.backbone._flatten_layers(include_self=False)
-                if getattr(layer, "lora_enabled", False)]
+        return [
+            layer
+            for layer in self.backbone._flatten_layers(include_self=False)
+            if getattr(layer, "lora_enabled", False)
+        ]
 
     def enable_lora(self, rank=8, *, target_layers=DEFAULT_LORA_TARGETS, alpha=None, quantize=None):
         """Freezes the backbone and trains low-rank adapters on `target_layers`.
@@ -186,12 +203,18 @@ class TransferModel(keras.Model):
         if quantize is not None:
             self.backbone.quantize(quantize)
         target_layers = set(target_layers)
-        candidates = [layer for layer in self.backbone._flatten_layers(include_self=False)
-                      if layer.name in target_layers]
+        candidates = [
+            layer for layer in self.backbone._flatten_layers(include_self=False) if layer.name in target_layers
+        ]
         adaptable = [layer for layer in candidates if hasattr(layer, "enable_lora")]
         if not adaptable:
-            names = sorted({layer.name for layer in self.backbone._flatten_layers(include_self=False)
-                            if hasattr(layer, "enable_lora")})
+            names = sorted(
+                {
+                    layer.name
+                    for layer in self.backbone._flatten_layers(include_self=False)
+                    if hasattr(layer, "enable_lora")
+                }
+            )
             raise ValueError(
                 f"No backbone layer named {sorted(target_layers)} can take LoRA. Layers "
                 f"that can: {', '.join(names[:20]) or 'none'}."
@@ -243,8 +266,18 @@ class TransferModel(keras.Model):
 
     # --- training --------------------------------------------------------
 
-    def fine_tune(self, train, validation_data=None, recipe=None, *, checkpoint_dir=None, callbacks=(),
-                  batch_size=None, verbose="auto", **options):
+    def fine_tune(
+        self,
+        train,
+        validation_data=None,
+        recipe=None,
+        *,
+        checkpoint_dir=None,
+        callbacks=(),
+        batch_size=None,
+        verbose="auto",
+        **options,
+    ):
         """Trains the head on a frozen backbone, then fine-tunes the top of the backbone.
 
         The two-phase recipe of the Keras transfer-learning guide, with the
@@ -273,8 +306,16 @@ class TransferModel(keras.Model):
             A `FineTuneHistory` with both phases' histories and seconds.
         """
         recipe = (recipe or self.RECIPE).replace(**options)
-        return two_phase.fine_tune(self, train, validation_data, recipe, checkpoint_dir=checkpoint_dir,
-                                   callbacks=callbacks, batch_size=batch_size, verbose=verbose)
+        return two_phase.fine_tune(
+            self,
+            train,
+            validation_data,
+            recipe,
+            checkpoint_dir=checkpoint_dir,
+            callbacks=callbacks,
+            batch_size=batch_size,
+            verbose=verbose,
+        )
 
     # --- features ----------------------------------------------------------
 
@@ -400,16 +441,36 @@ class TransferModel(keras.Model):
         dataset = dataset.batch(batch_size or 32).map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        **kwargs,
+    ):
         """`keras.Model.fit` that also takes raw inputs (e.g. sentences, as lists or string datasets)."""
         batches = self._graph_batches(x, y, batch_size=batch_size, shuffle=shuffle)
         if batches is not None:
             # The dataset is batched and shuffled already.
             x, y, batch_size, shuffle = batches, None, None, False
-        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-                           validation_split=validation_split, validation_data=self.model_inputs(validation_data),
-                           shuffle=shuffle, **kwargs)
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=self.model_inputs(validation_data),
+            shuffle=shuffle,
+            **kwargs,
+        )
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate` that also takes raw inputs."""
@@ -481,9 +542,7 @@ def resolve_head(head, num_classes, class_names):
     if class_names is not None:
         class_names = [str(name) for name in class_names]
         if num_classes is not None and num_classes != len(class_names):
-            raise ValueError(
-                f"num_classes={num_classes} but {len(class_names)} class_names were given."
-            )
+            raise ValueError(f"num_classes={num_classes} but {len(class_names)} class_names were given.")
         num_classes = num_classes or len(class_names)
     if head is None:
         if num_classes is None:

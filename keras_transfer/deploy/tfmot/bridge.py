@@ -168,9 +168,7 @@ def to_tf_keras(model, *, check_data=None, atol=1e-4, fold_batch_norm=False, see
         for tensor in _graph(model).inputs
     ]
     outputs = builder.run(_graph(model), inputs, inference=False)
-    bridged = tfk.Model(
-        _structure_like(model, inputs), outputs[0] if len(outputs) == 1 else outputs, name=model.name
-    )
+    bridged = tfk.Model(_structure_like(model, inputs), outputs[0] if len(outputs) == 1 else outputs, name=model.name)
     copy_weights(bridged, builder.folded)
     difference = _compare(model, bridged, check_data, seed)
     if not difference <= atol:
@@ -192,9 +190,7 @@ def to_tf_keras(model, *, check_data=None, atol=1e-4, fold_batch_norm=False, see
 def check_model(model):
     """Raises ValueError unless `model` is a built Keras 3 functional or Sequential model."""
     if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Expected a Keras 3 model (keras.Model), got {type(model).__name__}."
-        )
+        raise ValueError(f"Expected a Keras 3 model (keras.Model), got {type(model).__name__}.")
     if not model.built or not _graph_or_none(model):
         raise ValueError(
             f"The model {model.name!r} has no functional graph (a subclassed or unbuilt "
@@ -207,8 +203,15 @@ def check_model(model):
 
 # Layers whose behaviour in training differs from inference only by noise:
 # in an inference-mode call they are the identity, so the bridge leaves them out.
-_NOISE_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-                 "GaussianNoise", "GaussianDropout", "AlphaDropout")
+_NOISE_LAYERS = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+)
 # Layers whose following BatchNormalization can be folded into their weights.
 _FOLDABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
 # Keras 3 config keys that are not layer behaviour (weights are copied anyway).
@@ -304,10 +307,13 @@ def _constructor_defaults(cls):
     for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
         if init is not None:
-            defaults.update({
-                name: parameter.default for name, parameter in inspect.signature(init).parameters.items()
-                if parameter.default is not inspect.Parameter.empty
-            })
+            defaults.update(
+                {
+                    name: parameter.default
+                    for name, parameter in inspect.signature(init).parameters.items()
+                    if parameter.default is not inspect.Parameter.empty
+                }
+            )
     return defaults
 
 
@@ -364,8 +370,12 @@ class _GraphBuilder:
         """Applies `graph` to the tf_keras tensors `inputs`; returns its flat outputs."""
         tensors = {id(keras_tensor): tensor for keras_tensor, tensor in zip(graph.inputs, inputs)}
         consumers = collections.defaultdict(list)
-        nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True)
-                 for node in graph._nodes_by_depth[depth] if not node.is_input]
+        nodes = [
+            node
+            for depth in sorted(graph._nodes_by_depth, reverse=True)
+            for node in graph._nodes_by_depth[depth]
+            if not node.is_input
+        ]
         for node in nodes:
             for keras_tensor in node.input_tensors:
                 consumers[id(keras_tensor)].append(node)
@@ -379,16 +389,20 @@ class _GraphBuilder:
             args = keras.tree.map_structure(lambda value: self._tf_tensor(value, tensors), node.arguments.args)
             kwargs = dict(node.arguments.kwargs)
             node_inference = inference or kwargs.pop("training", None) is False
-            kwargs = {key: keras.tree.map_structure(lambda value: self._tf_tensor(value, tensors), value)
-                      for key, value in kwargs.items() if value is not None}
+            kwargs = {
+                key: keras.tree.map_structure(lambda value: self._tf_tensor(value, tensors), value)
+                for key, value in kwargs.items()
+                if value is not None
+            }
             if id(node) in skipped or _is_identity(layer, node_inference):
                 outputs = list(keras.tree.flatten(args))[:1]  # folded BN, inference-mode Dropout
                 if not isinstance(layer, keras.layers.BatchNormalization):
                     self.inference_mode.append(layer.name)
             elif isinstance(layer, keras.Model):
                 self.flattened.append(layer.name)
-                outputs = self.run(_graph(layer), keras.tree.flatten(args[0]), inference=node_inference,
-                                   scope=layer.name)
+                outputs = self.run(
+                    _graph(layer), keras.tree.flatten(args[0]), inference=node_inference, scope=layer.name
+                )
             else:
                 tf_layer = self._tf_layer(layer, node_inference, scope, folds.get(id(node)))
                 outputs = keras.tree.flatten(tf_layer(*args, **kwargs))
@@ -415,8 +429,12 @@ class _GraphBuilder:
             bn = next_node.operation
             bn_inference = inference or next_node.arguments.kwargs.get("training") is False
             rank = len(node.outputs[0].shape)
-            if (isinstance(bn, keras.layers.BatchNormalization) and bn_inference
-                    and bn.axis in (-1, rank - 1) and len(bn._inbound_nodes) == 1):
+            if (
+                isinstance(bn, keras.layers.BatchNormalization)
+                and bn_inference
+                and bn.axis in (-1, rank - 1)
+                and len(bn._inbound_nodes) == 1
+            ):
                 folds[id(node)] = next_node
         return folds
 
@@ -472,8 +490,10 @@ def _compare(model, bridged, check_data, seed):
     x = _check_inputs(model, check_data, seed)
     expected = keras.tree.flatten(model.predict(x, verbose=0, batch_size=32))
     actual = keras.tree.flatten(bridged.predict(x, verbose=0, batch_size=32))
-    return max(float(np.max(np.abs(np.asarray(a, "float32") - np.asarray(b, "float32")), initial=0.0))
-               for a, b in zip(expected, actual))
+    return max(
+        float(np.max(np.abs(np.asarray(a, "float32") - np.asarray(b, "float32")), initial=0.0))
+        for a, b in zip(expected, actual)
+    )
 
 
 def _check_inputs(model, check_data, seed, num_examples=8):

@@ -81,10 +81,19 @@ class OptimizedModel:
         """
         optimize = self.method == "quantization_aware" if optimize is None else optimize
         # What the file holds: the quantization the converter's "dynamic" mode makes of this model.
-        quantization = {"mode": "int8" if self.method == "quantization_aware" else
-                        "dynamic" if optimize else "none", "method": self.method, **self.settings}
-        return export(self, path, quantization="dynamic" if optimize else "none", engine="tf_keras",
-                      metadata={"quantization": quantization, **(metadata or {})}, overwrite=overwrite).path
+        quantization = {
+            "mode": "int8" if self.method == "quantization_aware" else "dynamic" if optimize else "none",
+            "method": self.method,
+            **self.settings,
+        }
+        return export(
+            self,
+            path,
+            quantization="dynamic" if optimize else "none",
+            engine="tf_keras",
+            metadata={"quantization": quantization, **(metadata or {})},
+            overwrite=overwrite,
+        ).path
 
     def check(self, path, data, **options):
         """`keras_transfer.deploy.export.check_export` of the LiteRT file at `path` against this model."""
@@ -150,8 +159,7 @@ def quantization_aware(
     with quantize.quantize_scope({type(output_only).__name__: type(output_only)}):
         quantized = quantize.quantize_apply(annotated)
     calibrate_ranges(quantized, train_data, calibration_batches, _FIT_BATCH_SIZE)
-    history = _fine_tune(quantized, model, train_data, epochs, learning_rate, validation_data,
-                         steps_per_epoch, verbose)
+    history = _fine_tune(quantized, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose)
     return _result(quantized, "quantization_aware", settings, history, model, bridged)
 
 
@@ -188,8 +196,12 @@ def prune(
     sparsity_lib = tfmot().sparsity.keras
     total_steps = epochs * (steps_per_epoch or _counted_steps_per_epoch(train_data))
     schedule = _pruning_schedule(sparsity_lib, sparsity, total_steps)
-    settings = {"sparsity": sparsity, "epochs": epochs, "learning_rate": learning_rate,
-                "schedule": type(schedule).__name__}
+    settings = {
+        "sparsity": sparsity,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "schedule": type(schedule).__name__,
+    }
     bridged = _bridge_for_fine_tuning(model, train_data)
 
     def wrap(layer):
@@ -198,8 +210,17 @@ def prune(
         return layer
 
     pruning = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
-    history = _fine_tune(pruning, model, train_data, epochs, learning_rate, validation_data,
-                         steps_per_epoch, verbose, callbacks=[sparsity_lib.UpdatePruningStep()])
+    history = _fine_tune(
+        pruning,
+        model,
+        train_data,
+        epochs,
+        learning_rate,
+        validation_data,
+        steps_per_epoch,
+        verbose,
+        callbacks=[sparsity_lib.UpdatePruningStep()],
+    )
     stripped = sparsity_lib.strip_pruning(pruning)
     result = _result(stripped, "prune", settings, history, model, bridged)
     result.sparsity = kernel_sparsity(stripped)
@@ -237,27 +258,24 @@ def cluster(
     clustering = tfmot().clustering.keras
     initialisation = getattr(clustering.CentroidInitialization, str(init).upper(), None)
     if initialisation is None:
-        raise ValueError(
-            f"Unknown init {init!r}: use 'kmeans_plus_plus', 'linear', 'density_based' or 'random'."
-        )
+        raise ValueError(f"Unknown init {init!r}: use 'kmeans_plus_plus', 'linear', 'density_based' or 'random'.")
     settings = {"clusters": clusters, "epochs": epochs, "learning_rate": learning_rate, "init": str(init).lower()}
     bridged = _bridge_for_fine_tuning(model, train_data)
 
     def wrap(layer):
         # A kernel with fewer weights than clusters has nothing to share.
         if _has_kernel(layer) and int(np.prod(layer.kernel.shape)) > clusters:
-            return clustering.cluster_weights(layer, number_of_clusters=clusters,
-                                              cluster_centroids_init=initialisation)
+            return clustering.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=initialisation)
         return layer
 
     clustered = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
-    history = _fine_tune(clustered, model, train_data, epochs, learning_rate, validation_data,
-                         steps_per_epoch, verbose)
+    history = _fine_tune(clustered, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose)
     stripped = clustering.strip_clustering(clustered)
     result = _result(stripped, "cluster", settings, history, model, bridged)
     result.unique_values = {
         layer.name: int(np.unique(layer.get_weights()[0]).size)
-        for layer in stripped.layers if _has_kernel(layer) and np.size(layer.get_weights()[0]) > clusters
+        for layer in stripped.layers
+        if _has_kernel(layer) and np.size(layer.get_weights()[0]) > clusters
     }
     result.sparsity = kernel_sparsity(stripped)
     return result
@@ -314,7 +332,8 @@ def optimize(model, train_data, method, **options):
     """Runs `quantization_aware`, `prune` or `cluster` by name."""
     check_method(method)
     return {"quantization_aware": quantization_aware, "prune": prune, "cluster": cluster}[method](
-        model, train_data, **options)
+        model, train_data, **options
+    )
 
 
 # --------------------------------------------------------------------------
@@ -368,32 +387,46 @@ def _loss_and_metrics(head, labels):
         one_hot = labels is not None and labels.ndim >= 2 and labels.shape[-1] == head.num_outputs > 1
         if one_hot:
             return tfk.losses.CategoricalCrossentropy(from_logits=head.from_logits), ["categorical_accuracy"]
-        return (tfk.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits),
-                [tfk.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        return (
+            tfk.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits),
+            [tfk.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
     if head.task in ("binary", "multilabel"):
         threshold = 0.0 if head.from_logits else 0.5  # on logits, decode_outputs' 0.5 after the sigmoid
-        return (tfk.losses.BinaryCrossentropy(from_logits=head.from_logits),
-                [tfk.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)])
+        return (
+            tfk.losses.BinaryCrossentropy(from_logits=head.from_logits),
+            [tfk.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)],
+        )
     return tfk.losses.MeanSquaredError(), [tfk.metrics.MeanAbsoluteError(name="mae")]
 
 
-def _fine_tune(tf_model, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch,
-               verbose, callbacks=()):
+def _fine_tune(
+    tf_model, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, callbacks=()
+):
     loss, metrics = _loss_and_metrics(guess_head(model), _first_labels(train_data))
     tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     if isinstance(validation_data, tuple):
         validation_data = tuple(np.asarray(part) for part in validation_data)
     history = tf_model.fit(
-        **_fit_arguments(train_data), epochs=epochs, validation_data=validation_data,
-        steps_per_epoch=steps_per_epoch, callbacks=list(callbacks), verbose=verbose,
+        **_fit_arguments(train_data),
+        epochs=epochs,
+        validation_data=validation_data,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=list(callbacks),
+        verbose=verbose,
     )
     return {name: [float(value) for value in values] for name, values in history.history.items()}
 
 
 def _result(tf_model, method, settings, history, model, bridged):
     return OptimizedModel(
-        model=tf_model, method=method, settings=settings, history=history, head=guess_head(model),
-        class_names=getattr(model, "class_names", None), bridge=bridged,
+        model=tf_model,
+        method=method,
+        settings=settings,
+        history=history,
+        head=guess_head(model),
+        class_names=getattr(model, "class_names", None),
+        bridge=bridged,
     )
 
 
@@ -415,5 +448,6 @@ def _pruning_schedule(sparsity_lib, sparsity, total_steps):
         return sparsity_lib.ConstantSparsity(sparsity, begin_step=0, frequency=1)
     frequency = max(1, end_step // 10)
     end_step -= end_step % frequency
-    return sparsity_lib.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                        end_step=end_step, frequency=frequency)
+    return sparsity_lib.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step, frequency=frequency
+    )

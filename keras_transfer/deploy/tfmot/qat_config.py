@@ -30,8 +30,11 @@ def output_quantize_config():
             pass
 
         def get_output_quantizers(self, layer):
-            return [quantize.quantizers.MovingAverageQuantizer(
-                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+            return [
+                quantize.quantizers.MovingAverageQuantizer(
+                    num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+                )
+            ]
 
         def get_config(self):
             return {}
@@ -69,8 +72,11 @@ def calibrate_ranges(quantized, train_data, num_batches, batch_size):
     mean of the batches' min and max, and each weight range its kernel's.
     """
     decay = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-    batches = (train_data[0][start:start + batch_size] for start in range(0, len(train_data[0]), batch_size)) \
-        if isinstance(train_data, tuple) else (batch[0] for batch in train_data)
+    batches = (
+        (train_data[0][start : start + batch_size] for start in range(0, len(train_data[0]), batch_size))
+        if isinstance(train_data, tuple)
+        else (batch[0] for batch in train_data)
+    )
     with _range_decay(decay):
 
         @tf.function

@@ -44,8 +44,11 @@ def _short_name(name):
 def _fold(layer, bn, values):
     """Weights of `layer` with the inference-mode BatchNormalization `bn` folded in."""
     kernel = values[0]
-    bias = values[1] if len(values) > 1 else np.zeros(kernel.shape[-1] if not _depthwise(layer)
-                                                       else kernel.shape[-2] * kernel.shape[-1], "float32")
+    bias = (
+        values[1]
+        if len(values) > 1
+        else np.zeros(kernel.shape[-1] if not _depthwise(layer) else kernel.shape[-2] * kernel.shape[-1], "float32")
+    )
     bn_weights = {_short_name(weight.name): np.asarray(weight) for weight in bn.weights}
     channels = bn_weights["moving_mean"].shape[0]
     gamma = bn_weights.get("gamma", np.ones(channels, "float32"))
