@@ -268,10 +268,7 @@ def test_keras_hub_preset_classifier_predicts_trains_and_saves(hub_preset, tmp_p
     assert np.isfinite(history.merged()["loss"]).all()
     assert not np.array_equal(before, model.backbone.get_layer("conv1_conv").kernel.numpy())
 
-    path = str(tmp_path / "hub.keras")
-    model.save(path)
-    restored = keras.models.load_model(path)
-    np.testing.assert_allclose(restored.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+    restored = helpers.run_serialization_test(model, images, tmp_path / "hub.keras")
     assert restored.class_names == ["class_0", "class_1"]
 
     # keras-hub backbones rebuild from their arguments: the frozen BN layers stay frozen.

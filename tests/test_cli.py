@@ -715,7 +715,7 @@ def test_train_builds_the_image_recipe_from_its_options():
         (["--head-epochs", "-1"], "head_epochs must be an integer >= 0"),
         (["--unfreeze", "1.5"], "unfreeze=1.5"),
         (["--early-stopping", "0"], "early_stopping must be an integer >= 1"),
-        (["--finetune-lr", "0"], "finetune_learning_rate must be a positive number"),
+        (["--finetune-lr", "-0.001"], "finetune_learning_rate must be a number >= 0"),
     ],
 )
 def test_train_recipe_errors_exit_2_before_loading_data(tmp_path, capsys, extra, message):

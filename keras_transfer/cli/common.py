@@ -9,6 +9,7 @@ import argparse
 import inspect
 import os
 
+from keras_transfer import data
 from keras_transfer.data import CLEANING_STEPS
 
 
@@ -69,6 +70,49 @@ def recipe(make, **changes):
 
 # --------------------------------------------------------------------------
 # Text files (train-text, evaluate, export).
+
+
+def add_batch_size_option(parser):
+    """`--batch-size`, with the data loaders' default."""
+    default = library_default(data.image_folder, "batch_size")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=default, metavar="N", help=f"examples per batch (default: {default})"
+    )
+
+
+# What `--output`, `--overwrite` and `--json` mean for each kind of command that writes.
+_RUN_OUTPUTS = {
+    "training": (
+        "OUT_DIR",
+        "folder for the model, report and plots",
+        "allow writing into a non-empty OUT_DIR",
+        "print the report as JSON at the end",
+    ),
+    "optimize": (
+        "OUT_DIR",
+        "folder for model.tflite and report.json",
+        "allow writing into a non-empty OUT_DIR",
+        "end with one line of JSON",
+    ),
+    "export": (
+        "FILE",
+        "the .tflite file, or the SavedModel folder",
+        "replace an existing OUTPUT",
+        "end with one line of JSON",
+    ),
+}
+
+
+def add_run_options(parser, kind, *, seed=True):
+    """`--seed`, `--output`, `--overwrite` and `--json`, shared by the commands that write (see `_RUN_OUTPUTS`)."""
+    metavar, output_help, overwrite_help, json_help = _RUN_OUTPUTS[kind]
+    if seed:
+        parser.add_argument(
+            "--seed", type=int, default=library_default(data.image_folder, "seed"), help="seed of every random draw"
+        )
+    parser.add_argument("--output", required=True, metavar=metavar, help=output_help)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    parser.add_argument("--json", action="store_true", help=json_help)
 
 
 def add_text_file_options(parser, for_model=False):
@@ -184,18 +228,19 @@ def is_text_model(model):
     return isinstance(model, TextClassifier)
 
 
-def labelled_data(model, path, args, option, shuffle=False, seed=1337):
+def labelled_data(model, path, args, option, shuffle=False, seed=None):
     """Images (one sub-folder per class) or, for a text model, a CSV/TSV file, in the model's classes.
 
-    `option` names the argument in error messages."""
-    from keras_transfer import data
+    `option` names the argument in error messages; `seed` (the loader's default when None) orders a shuffle."""
     from keras_transfer.errors import DataError
+
+    seeded = {} if seed is None else {"seed": seed}
 
     try:
         if is_text_model(model):
             return data.text_file(path, class_names=model.class_names, shuffle=False, **text_file_options(args))
         dataset = data.image_folder(
-            path, image_size=model.image_size, batch_size=args.batch_size, shuffle=shuffle, seed=seed
+            path, image_size=model.image_size, batch_size=args.batch_size, shuffle=shuffle, **seeded
         )
     except DataError as error:
         raise CommandError(error if option == "DATA" else f"{option}: {error}") from error

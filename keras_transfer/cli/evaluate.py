@@ -22,7 +22,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "data", metavar="DATA", help="images, one sub-folder per class; for a text model, a CSV/TSV file"
     )
-    parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
+    common.add_batch_size_option(parser)
     common.add_text_file_options(parser, for_model=True)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run)

@@ -63,11 +63,9 @@ def add_parser(subparsers):
         help="with --eval-data: keep the smallest TFLite export whose accuracy "
         "drops at most F (e.g. 0.005) below Keras's; overrides --quantize",
     )
-    parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
+    common.add_batch_size_option(parser)
     common.add_text_file_options(parser, for_model=True)
-    parser.add_argument("--output", required=True, metavar="FILE", help="the .tflite file, or the SavedModel folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    common.add_run_options(parser, "export", seed=False)
     parser.set_defaults(run=run)
     return parser
 

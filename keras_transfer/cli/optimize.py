@@ -65,14 +65,11 @@ def add_parser(subparsers):
         metavar="N",
         help=f"cluster: distinct values per kernel (default {clusters})",
     )
-    parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
+    common.add_batch_size_option(parser)
     parser.add_argument(
         "--threads", type=common.positive_int, default=1, metavar="N", help="LiteRT threads for the latency (default 1)"
     )
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for model.tflite and report.json")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
-    parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    common.add_run_options(parser, "optimize")
     parser.set_defaults(run=run)
     return parser
 

@@ -63,12 +63,7 @@ def run(args):
         except Exception as error:  # PIL raises several kinds for unreadable files
             raise CommandError(f"cannot read {path!r} as an image ({error}).") from error
         images.append(keras.utils.img_to_array(image))
-    indices, probabilities = model.predict_classes(np.stack(images))
-    names = model.class_names or [str(i) for i in range(max(indices) + 1)]
-    rows = [
-        {"image": path, "class": names[index], "probability": round(float(probability), 4)}
-        for path, index, probability in zip(inputs, indices, probabilities)
-    ]
+    rows = _predicted_rows(model, np.stack(images), inputs, "image")
     if args.json:
         print(json.dumps(rows))
         return
@@ -81,12 +76,7 @@ def _predict_text(model, sentences, args):
     from keras_transfer.data import TextCleaner
 
     texts = TextCleaner(args.clean)(sentences) if args.clean else sentences
-    indices, probabilities = model.predict_classes(texts)
-    names = model.class_names or [str(i) for i in range(max(indices) + 1)]
-    rows = [
-        {"text": sentence, "class": names[index], "probability": round(float(probability), 4)}
-        for sentence, index, probability in zip(sentences, indices, probabilities)
-    ]
+    rows = _predicted_rows(model, texts, sentences, "text")
     if args.json:
         print(json.dumps(rows))
         return
@@ -95,3 +85,13 @@ def _predict_text(model, sentences, args):
         text = " ".join(row["text"].split())
         text = text if len(text) <= 70 else text[:67] + "..."
         print(f"{row['class']:<{width}}  ({row['probability']:.3f})  {text}")
+
+
+def _predicted_rows(model, inputs, shown, key):
+    """One `{key: shown input, "class", "probability"}` row per input."""
+    indices, probabilities = model.predict_classes(inputs)
+    names = model.class_names or [str(i) for i in range(max(indices) + 1)]
+    return [
+        {key: item, "class": names[index], "probability": round(float(probability), 4)}
+        for item, index, probability in zip(shown, indices, probabilities)
+    ]

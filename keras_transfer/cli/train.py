@@ -58,7 +58,7 @@ def add_parser(subparsers):
     )
     parser.add_argument("--head-lr", type=float, metavar="LR", help=f"default: {recipe.head_learning_rate:g}")
     parser.add_argument("--finetune-lr", type=float, metavar="LR", help=f"default: {recipe.finetune_learning_rate:g}")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N")
+    common.add_batch_size_option(parser)
     parser.add_argument(
         "--augment",
         default="standard",
@@ -97,10 +97,7 @@ def add_parser(subparsers):
         action="store_true",
         help="run an LR range test on the head first, use its suggestion as --head-lr and write lr_finder.png",
     )
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    common.add_run_options(parser, "training")
     parser.set_defaults(run=run)
     return parser
 
@@ -181,12 +178,9 @@ def run(args):
     start = time.perf_counter()
     finder = None
     if args.lr_find:
-        from keras_transfer.finetune.lr_finder import find_learning_rate
+        from keras_transfer.finetune.lr_finder import find_head_learning_rate
 
-        model.freeze_backbone()
-        model.compile(recipe.optimizer, learning_rate=recipe.head_learning_rate)
-        finder = find_learning_rate(model, train, num_steps=min(100, 10 * len(train)), verbose=1)
-        recipe = recipe.replace(head_learning_rate=finder.suggestion)
+        recipe, finder = find_head_learning_rate(model, train, recipe)
         print(f"LR finder suggests a head learning rate of {recipe.head_learning_rate:.2e}.")
     history = model.fine_tune(train, validation, recipe=recipe)
     seconds = time.perf_counter() - start

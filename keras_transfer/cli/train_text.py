@@ -107,7 +107,7 @@ def add_parser(subparsers):
         + _default_text(_recipe_defaults("learning_rate"), "{:g}")
         + ")",
     )
-    parser.add_argument("--batch-size", type=common.positive_int, default=32, metavar="N")
+    common.add_batch_size_option(parser)
     parser.add_argument(
         "--max-examples",
         type=common.positive_int,
@@ -129,10 +129,7 @@ def add_parser(subparsers):
         metavar="PATIENCE",
         help="stop a phase after PATIENCE epochs without improvement",
     )
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--output", required=True, metavar="OUT_DIR", help="folder for the model, report and plots")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty OUT_DIR")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    common.add_run_options(parser, "training")
     parser.set_defaults(run=run)
     return parser
 

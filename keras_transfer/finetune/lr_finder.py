@@ -267,6 +267,20 @@ def find_learning_rate(
     )
 
 
+def find_head_learning_rate(model, train, recipe, *, max_steps=100, verbose=1):
+    """The range test on a task's head, with the backbone frozen and the recipe's head optimizer.
+
+    Runs `find_learning_rate` for at most `max_steps` batches (10 passes over
+    a short dataset) and returns `(recipe with the suggested head_learning_rate,
+    LearningRateFinderResult)`; `.plot()` on the result draws the curve.
+    """
+    model.freeze_backbone()
+    model.compile(recipe.optimizer, learning_rate=recipe.head_learning_rate)
+    num_steps = max_steps if isinstance(train, tuple) else min(max_steps, 10 * len(train))
+    finder = find_learning_rate(model, train, num_steps=num_steps, verbose=verbose)
+    return recipe.replace(head_learning_rate=finder.suggestion), finder
+
+
 def _check_finder_arguments(
     model, min_learning_rate, max_learning_rate, num_steps, smoothing, divergence_factor, batch_size
 ):
