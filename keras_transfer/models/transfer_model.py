@@ -15,15 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer import data as data_lib
-from keras_transfer.finetune import two_phase
+from keras_transfer.finetune import lora, two_phase
 from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, unfreeze
 from keras_transfer.finetune.optimizers import make_optimizer
-from keras_transfer.finetune.recipes import IMAGE_RECIPE, Recipe
+from keras_transfer.finetune.recipes import DEFAULT_LORA_RANK, IMAGE_RECIPE, Recipe
 from keras_transfer.models import task_io
 from keras_transfer.models.heads import Head
-
-# Layers keras-hub and the Keras guides put LoRA on: the attention projections.
-DEFAULT_LORA_TARGETS = ("query_dense", "value_dense", "query", "value")
 
 
 class TransferModel(keras.Model):
@@ -175,67 +172,31 @@ class TransferModel(keras.Model):
     @property
     def lora_layers(self):
         """The backbone layers that train through LoRA adapters."""
-        return [
-            layer
-            for layer in self.backbone._flatten_layers(include_self=False)
-            if getattr(layer, "lora_enabled", False)
-        ]
+        return lora.lora_layers(self.backbone)
 
-    def enable_lora(self, rank=8, *, target_layers=DEFAULT_LORA_TARGETS, alpha=None, quantize=None):
-        """Freezes the backbone and trains low-rank adapters on `target_layers`.
+    def enable_lora(
+        self, rank=DEFAULT_LORA_RANK, *, target_layers=lora.DEFAULT_LORA_TARGETS, alpha=None, quantize=None
+    ):
+        """Freezes the backbone and trains low-rank adapters on `target_layers`; the head stays trainable.
 
-        Keras 3's own `layer.enable_lora` does the work (through keras-hub's
-        `Backbone.enable_lora` where the backbone has it); the head stays
-        trainable. With `quantize="int8"` the backbone is quantized first
-        (QLoRA: int8 base weights, float adapters).
+        Keras 3's own `layer.enable_lora` does the work (`finetune.lora`).
 
         Args:
             rank: rank of the adapters.
             target_layers: names of the Dense/EinsumDense layers to adapt.
             alpha: LoRA scale numerator (Keras's default: `rank`).
-            quantize: None, or `"int8"` to quantize the backbone first.
+            quantize: None, or `"int8"` to quantize the backbone first (QLoRA).
 
         Returns:
             The names of the adapted layers.
         """
-        if self.lora_layers:
-            raise ValueError("LoRA is already enabled on this model: enable it once.")
-        if quantize is not None:
-            self.backbone.quantize(quantize)
-        target_layers = set(target_layers)
-        candidates = [
-            layer for layer in self.backbone._flatten_layers(include_self=False) if layer.name in target_layers
-        ]
-        adaptable = [layer for layer in candidates if hasattr(layer, "enable_lora")]
-        if not adaptable:
-            names = sorted(
-                {
-                    layer.name
-                    for layer in self.backbone._flatten_layers(include_self=False)
-                    if hasattr(layer, "enable_lora")
-                }
-            )
-            raise ValueError(
-                f"No backbone layer named {sorted(target_layers)} can take LoRA. Layers "
-                f"that can: {', '.join(names[:20]) or 'none'}."
-            )
-        for layer in adaptable:
-            layer.enable_lora(rank, lora_alpha=alpha)
-        self.train_lora_only()
+        names = lora.enable_lora(self.backbone, rank, target_layers=target_layers, alpha=alpha, quantize=quantize)
         self._recompile()
-        return [layer.name for layer in adaptable]
+        return names
 
     def train_lora_only(self):
         """Trains the LoRA adapters and the head; everything else in the backbone is frozen."""
-        # A trainable flag cascades to sublayers and variables, so set the
-        # whole backbone first, then open the adapted layers, then close their
-        # base kernels again (what Keras's own enable_lora does).
-        self.backbone.trainable = True
-        for layer in self.backbone._flatten_layers(include_self=False):
-            layer.trainable = False
-        for layer in self.lora_layers:
-            layer.trainable = True
-            layer._kernel.trainable = False
+        lora.train_lora_only(self.backbone)
 
     def lora_summary(self):
         """`{"trainable_params", "total_params", "trainable_percent", "lora_layers"}`."""
@@ -248,21 +209,10 @@ class TransferModel(keras.Model):
         }
 
     def merge_lora(self):
-        """Returns a copy of this model with the LoRA adapters folded into the kernels.
-
-        Keras merges adapters into the base kernels when it saves a model, so
-        the copy goes through a `.keras` round trip: it predicts the same and
-        exports without the extra low-rank matmuls. The copy is not compiled.
-        """
-        import os
-        import tempfile
-
+        """A copy of this model with the LoRA adapters folded into the kernels (not compiled)."""
         if not self.lora_layers:
             raise ValueError("This model has no LoRA adapters: call enable_lora(rank) first.")
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "merged.keras")
-            self.save(path)
-            return keras.saving.load_model(path, compile=False)
+        return lora.merged_copy(self)
 
     # --- training --------------------------------------------------------
 
