@@ -27,6 +27,7 @@ found in the modules beside it (`Quantization`, `representative_samples`,
 `read_metadata`, `check_export`, `export_within_budget`).
 """
 
+import abc
 import dataclasses
 import os
 import warnings
@@ -185,7 +186,7 @@ def export(
 # with its `name`, `formats` and `write`, added to `ENGINES`.
 
 
-class Engine:
+class Engine(abc.ABC):
     """A converter that writes a model in some of the `FORMATS`.
 
     `export` does the rest the same for every engine: the signature, the
@@ -206,9 +207,9 @@ class Engine:
         if format != "tflite" and quantization.mode != "none":
             raise ValueError("Quantization applies to TFLite exports; use format='tflite'.")
 
+    @abc.abstractmethod
     def write(self, model, path, *, format, signature, quantization):
         """Writes `model` to `path` (a file for tflite, a folder for saved_model) with the input `signature`."""
-        raise NotImplementedError
 
 
 class KerasEngine(Engine):
