@@ -94,3 +94,22 @@ def parent_folder(path):
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     return folder
+
+
+def check_writable(folder):
+    """Raises PermissionError now, not after hours of training, when files cannot be created in `folder`.
+
+    `folder` need not exist yet: its nearest existing ancestor must be a
+    folder in which a file can be created (probed with a temporary file,
+    which also catches read-only file systems that `os.access` misses).
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise PermissionError(f"{folder!r} cannot be created: {existing!r} is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".probe-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{folder!r} cannot be written ({error.strerror or error}).") from error

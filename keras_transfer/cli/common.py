@@ -182,6 +182,17 @@ def check_output_dir(path, overwrite):
         raise CommandError(
             f"--output {path!r} is not empty; pass --overwrite to write into it, or choose a new folder."
         )
+    check_writable(path)
+
+
+def check_writable(folder, option="--output"):
+    """Before any work: a CommandError when `folder` cannot be written."""
+    from keras_transfer.atomic_files import check_writable as probe
+
+    try:
+        probe(folder)
+    except PermissionError as error:
+        raise CommandError(f"{option}: {error} Choose a folder you can write to.") from error
 
 
 def bad_input_errors():

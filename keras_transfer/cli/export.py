@@ -84,6 +84,7 @@ def _check_options(args):
         raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
     if os.path.lexists(args.output) and not args.overwrite:
         raise CommandError(f"--output {args.output!r} exists; pass --overwrite to replace it.")
+    common.check_writable(os.path.dirname(os.path.abspath(args.output)))
 
 
 def run(args):

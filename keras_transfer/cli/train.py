@@ -39,7 +39,9 @@ def add_parser(subparsers):
     parser.add_argument(
         "--weights", default="imagenet", metavar="imagenet|none|PATH", help="backbone weights (default: imagenet)"
     )
-    parser.add_argument("--image-size", type=int, metavar="N", help="square input size (default: the backbone's)")
+    parser.add_argument(
+        "--image-size", type=common.positive_int, metavar="N", help="square input size (default: the backbone's)"
+    )
     parser.add_argument(
         "--head-epochs", type=int, metavar="N", help=f"epochs with the backbone frozen (default: {recipe.head_epochs})"
     )

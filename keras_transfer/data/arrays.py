@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.data.checks import check_class_count
+from keras_transfer.data.checks import check_class_count, check_finite
 from keras_transfer.data.pipeline import finish_image_dataset, resolve_augment
 from keras_transfer.data.splits import split_examples
 from keras_transfer.errors import DataError
@@ -98,6 +98,7 @@ def from_arrays(
         )
     if not np.issubdtype(images.dtype, np.number):
         raise DataError(f"images must be numeric, got dtype {images.dtype}.")
+    check_finite(images, "images")
     if len(images) != len(labels):
         raise DataError(f"got {len(images)} images but {len(labels)} labels: pass one label per image.")
     labels, class_names = _array_labels(labels, class_names)

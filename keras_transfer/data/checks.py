@@ -1,4 +1,6 @@
-"""Checks on class names and split fractions, shared by every loader and by the models."""
+"""Checks on class names, split fractions and values, shared by every loader and by the models."""
+
+import numpy as np
 
 from keras_transfer.errors import DataError
 
@@ -65,4 +67,18 @@ def check_split_size(validation_split, num_examples):
             f"validation_split={validation_split} of {num_examples} examples "
             f"leaves no validation examples: use a larger validation_split or "
             f"more data."
+        )
+
+
+def check_finite(values, what):
+    """Raises DataError when a numeric array holds NaN or Inf: one such value makes every weight NaN."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(values), -1).any(axis=1))[0][0])
+        raise DataError(
+            f"{what} hold {int(bad.sum())} NaN or infinite values (the first in example {first}): "
+            "training on them turns every weight into NaN. Remove or repair those examples first."
         )

@@ -82,6 +82,8 @@ class Recipe:
         for name in ("head_epochs", "finetune_epochs"):
             _check_count(name, getattr(self, name), minimum=0)
         _check_count("cached_copies", self.cached_copies, minimum=1)
+        if not self.head_epochs and not self.finetune_epochs:
+            raise ValueError("head_epochs and finetune_epochs are both 0: nothing would train. Give one of them.")
         for name in ("head_learning_rate", "finetune_learning_rate"):
             value = getattr(self, name)
             # 0 is allowed: it keeps a phase's weights fixed (a baseline, or a test).

@@ -8,6 +8,7 @@ adapters and the head.
 """
 
 import dataclasses
+import difflib
 import os
 import time
 
@@ -83,6 +84,8 @@ def fine_tune(
 ):
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
     model.check_data(train, validation_data)
+    if recipe.finetune_epochs:
+        _check_unfreeze_layer(model, recipe.unfreeze)
     if recipe.lora_rank and not model.lora_layers:
         model.enable_lora(recipe.lora_rank)
     progressive = recipe.unfreeze if isinstance(recipe.unfreeze, ProgressiveUnfreezing) else None
@@ -235,6 +238,20 @@ def _learning_rate(peak, schedule, steps_per_epoch, epochs):
     if schedule == "one_cycle":
         return OneCycle(peak, total_steps)
     return warmup_cosine(peak, total_steps)
+
+
+def _check_unfreeze_layer(model, unfreeze):
+    """A layer name to unfreeze from must be in the backbone: found now, not after the head phase."""
+    if not isinstance(unfreeze, str) or unfreeze == "all":
+        return
+    names = [layer.name for layer in model.backbone.layers]
+    if unfreeze not in names:
+        close = difflib.get_close_matches(unfreeze, names, n=3)
+        raise ValueError(
+            f"unfreeze={unfreeze!r} names no layer of the backbone {model.backbone_name!r}"
+            + (f"; closest: {', '.join(close)}" if close else "")
+            + ". Give a layer name, a count of layers, a fraction or 'all'."
+        )
 
 
 def _unfreeze_selector(unfreeze):

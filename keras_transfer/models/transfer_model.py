@@ -309,7 +309,10 @@ class TransferModel(keras.Model):
         return tf.data.Dataset.from_tensor_slices((inputs, np.asarray(labels))).batch(batch_size or 32)
 
     def check_data(self, train, validation_data):
-        """Fails before any training on data whose classes cannot fit this model."""
+        """Fails before any training on data whose classes or values cannot fit this model."""
+        for name, data in (("training", train), ("validation", validation_data)):
+            if isinstance(data, tuple):
+                self._check_arrays(*data, name)
         if self.head.task == "multiclass":
             for dataset in (train, validation_data):
                 if dataset is not None and not isinstance(dataset, tuple):
@@ -329,6 +332,21 @@ class TransferModel(keras.Model):
             )
         if train_names and self.class_names is None and self.head.task == "multiclass":
             self.class_names = list(train_names)
+
+    def _check_arrays(self, inputs, labels, name):
+        """`(inputs, labels)` arrays: finite numbers, and class indices the head has."""
+        if self.raw_inputs(inputs) is None:
+            for value in keras.tree.flatten(inputs):
+                data_lib.check_finite(value, f"The {name} inputs")
+        labels = np.asarray(labels)
+        data_lib.check_finite(labels, f"The {name} labels")
+        if self.head.task == "multiclass" and labels.ndim == 1 and len(labels):
+            low, high = labels.min(), labels.max()
+            if low < 0 or high >= self.head.num_outputs:
+                raise data_lib.DataError(
+                    f"The {name} labels run from {low} to {high}, but the model has {self.head.num_outputs} "
+                    f"classes (0 to {self.head.num_outputs - 1}): pass num_classes={int(high) + 1} or fix the labels."
+                )
 
     # --- inference -------------------------------------------------------
 
