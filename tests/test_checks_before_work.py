@@ -74,3 +74,15 @@ def test_cli_numbers_out_of_range_exit_2(tmp_path, capsys, extra, message):
         assert code == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_cli_unknown_unfreeze_layer_exits_2_before_training(tmp_path, make_image_folder, capsys):
+    images = make_image_folder(per_class=3, size=32)
+    code = main(
+        ["train", images, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32",
+         "--finetune-epochs", "1", "--unfreeze", "block_16_projectt", "--output", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert "unfreeze='block_16_projectt' names no layer" in error and "block_16_project" in error
+    assert not os.path.exists(tmp_path / "run")

@@ -151,6 +151,7 @@ def run(args):
 
     from keras_transfer import atomic_files as files
     from keras_transfer import data, evaluation
+    from keras_transfer.finetune.two_phase import check_recipe_fits
     from keras_transfer.models import ImageClassifier
     from keras_transfer.models.image_backbones import default_image_size
 
@@ -174,6 +175,7 @@ def run(args):
             image_size=image_size,
         )
         model.check_data(train, validation)
+        check_recipe_fits(model, recipe)
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
 

@@ -84,8 +84,7 @@ def fine_tune(
 ):
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
     model.check_data(train, validation_data)
-    if recipe.finetune_epochs:
-        _check_unfreeze_layer(model, recipe.unfreeze)
+    check_recipe_fits(model, recipe)
     if recipe.lora_rank and not model.lora_layers:
         model.enable_lora(recipe.lora_rank)
     progressive = recipe.unfreeze if isinstance(recipe.unfreeze, ProgressiveUnfreezing) else None
@@ -240,9 +239,10 @@ def _learning_rate(peak, schedule, steps_per_epoch, epochs):
     return warmup_cosine(peak, total_steps)
 
 
-def _check_unfreeze_layer(model, unfreeze):
-    """A layer name to unfreeze from must be in the backbone: found now, not after the head phase."""
-    if not isinstance(unfreeze, str) or unfreeze == "all":
+def check_recipe_fits(model, recipe):
+    """Raises ValueError for a recipe that names what `model` lacks: found now, not after the head phase."""
+    unfreeze = recipe.unfreeze
+    if not recipe.finetune_epochs or not isinstance(unfreeze, str) or unfreeze == "all":
         return
     names = [layer.name for layer in model.backbone.layers]
     if unfreeze not in names:
