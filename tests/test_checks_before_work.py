@@ -40,6 +40,14 @@ def test_nan_inputs_and_out_of_range_labels_are_refused_before_training():
         kt.data.from_arrays(np.full((4, 8, 8, 3), np.inf), np.array([0, 1, 0, 1]))
 
 
+def test_images_without_a_channel_axis_are_refused_before_training():
+    images, labels = image_arrays(16)
+    error = _untouched(tiny_classifier(), (images[..., 0], labels), head_epochs=1, finetune_epochs=0)
+    assert "got rank 3: add the channel axis" in str(error)
+    error = _untouched(tiny_classifier(), (images[..., :1], labels), head_epochs=1, finetune_epochs=0)
+    assert "have 1 channels but the model takes 3" in str(error)
+
+
 def test_a_recipe_that_trains_nothing_is_refused():
     with pytest.raises(ValueError, match="both 0: nothing would train"):
         kt.IMAGE_RECIPE.replace(head_epochs=0, finetune_epochs=0)

@@ -104,7 +104,23 @@ class ImageClassifier(TransferModel):
     def check_data(self, train, validation_data):
         """Fails before any training on data that cannot fit this model."""
         super().check_data(train, validation_data)
+        channels = self.inputs[0].shape[-1]
         for dataset in (train, validation_data):
+            rank = _image_rank(dataset)
+            if rank is not None and rank != 4:
+                raise data_lib.DataError(
+                    f"The images must be a batch of shape (examples, height, width, {channels}), got rank {rank}: "
+                    + (
+                        "add the channel axis (e.g. np.stack([x] * 3, axis=-1) for grayscale)."
+                        if rank == 3
+                        else "give one image per example."
+                    )
+                )
+            if rank == 4 and channels is not None and _image_channels(dataset) not in (None, channels):
+                raise data_lib.DataError(
+                    f"The images have {_image_channels(dataset)} channels but the model takes {channels}: "
+                    "convert them (e.g. grayscale to RGB) before training."
+                )
             shape = _image_shape(dataset)
             if shape is not None and None not in shape and tuple(shape) != self.image_size:
                 raise data_lib.DataError(
@@ -134,6 +150,26 @@ class ImageClassifier(TransferModel):
             "image_size": list(self.image_size),
             "train_batch_norm": self.train_batch_norm,
         }
+
+
+def _image_spec_shape(data):
+    if data is None:
+        return None
+    if isinstance(data, tuple):
+        return np.shape(data[0])
+    spec = data.element_spec
+    image_spec = spec[0] if isinstance(spec, tuple) else spec
+    return tuple(image_spec.shape) if image_spec.shape.rank is not None else None
+
+
+def _image_rank(data):
+    shape = _image_spec_shape(data)
+    return None if shape is None else len(shape)
+
+
+def _image_channels(data):
+    shape = _image_spec_shape(data)
+    return None if shape is None else shape[-1]
 
 
 def _image_shape(data):
