@@ -31,7 +31,13 @@ from keras_transfer.deploy.quantization import Quantization, keras_quantize
 from keras_transfer.deploy.reports import ModelReport, measure_export
 from keras_transfer.deploy.tfmot.bridge import Bridge, to_tf_keras
 from keras_transfer.deploy.tfmot.optimize import OptimizedModel, cluster, prune, quantization_aware
-from keras_transfer.errors import DataError, UnknownBackboneError, UnsupportedLayerError
+from keras_transfer.errors import (
+    DataError,
+    ModelFileError,
+    UnknownBackboneError,
+    UnsupportedLayerError,
+    WeightsUnavailableError,
+)
 from keras_transfer.finetune.feature_cache import FeatureCache
 from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, select_layers, unfreeze
 from keras_transfer.finetune.layer_blocks import layer_blocks

@@ -92,5 +92,5 @@ def test_cli_unknown_unfreeze_layer_exits_2_before_training(tmp_path, make_image
     )  # fmt: skip
     assert code == EXIT_BAD_INPUT
     error = capsys.readouterr().err
-    assert "unfreeze='block_16_projectt' names no layer" in error and "block_16_project" in error
+    assert "--unfreeze 'block_16_projectt' names no layer" in error and "block_16_project" in error
     assert not os.path.exists(tmp_path / "run")

@@ -65,7 +65,13 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_model_report_and_plots(trained_run):
     root, output = trained_run
-    assert sorted(os.listdir(output)) == ["confusion_matrix.png", "model.keras", "report.json", "training_curves.png"]
+    assert sorted(os.listdir(output)) == [
+        ".keras-transfer.json",  # the manifest: what --overwrite may replace
+        "confusion_matrix.png",
+        "model.keras",
+        "report.json",
+        "training_curves.png",
+    ]
     report = json.loads((output / "report.json").read_text())
     assert report["classes"] == ["cats", "dogs"]
     assert report["skipped_files"] == [str(root / "train" / "cats" / "broken.jpg")]
@@ -325,7 +331,7 @@ def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method
     )
     printed = capsys.readouterr().out
     summary = json.loads(printed.strip().splitlines()[-1])
-    assert sorted(os.listdir(out_dir)) == ["model.tflite", "model.tflite.json", "report.json"]
+    assert sorted(os.listdir(out_dir)) == [".keras-transfer.json", "model.tflite", "model.tflite.json", "report.json"]
     report = json.loads((out_dir / "report.json").read_text())
     for key in ("accuracy", "tflite_accuracy", "original_accuracy", "size_bytes", "latency_ms"):
         assert report[key] is not None and report[key] == summary[key]
@@ -525,7 +531,13 @@ def text_run(text_files):
 
 def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
     output, printed = text_run
-    assert sorted(os.listdir(output)) == ["confusion_matrix.png", "model.keras", "report.json", "training_curves.png"]
+    assert sorted(os.listdir(output)) == [
+        ".keras-transfer.json",
+        "confusion_matrix.png",
+        "model.keras",
+        "report.json",
+        "training_curves.png",
+    ]
     report = json.loads((output / "report.json").read_text())
     assert TEXT_REPORT_KEYS <= set(report)
     assert report["recipe"] == report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
@@ -583,6 +595,7 @@ def test_train_text_full_and_frozen(text_files, tmp_path, recipe):
     assert report["classes"] == TEXT_CLASSES and report["lora_rank"] is None
     if recipe == "full":
         assert sorted(os.listdir(output)) == [
+            ".keras-transfer.json",
             "confusion_matrix.png",
             "model.keras",
             "report.json",
@@ -593,7 +606,8 @@ def test_train_text_full_and_frozen(text_files, tmp_path, recipe):
         assert report["trainable_params"] == report["total_params"]
         assert report["learning_rate"] == recipes.TEXT_RECIPES["full"].finetune_learning_rate
     else:
-        assert sorted(os.listdir(output)) == ["model.keras", "report.json", "training_curves.png"]
+        manifest_and_files = [".keras-transfer.json", "model.keras", "report.json", "training_curves.png"]
+        assert sorted(os.listdir(output)) == manifest_and_files
         assert report["num_train"] == 12 and report["num_val"] == 0 and report["val_accuracy"] is None
         assert list(report["phases"]) == ["head"]
         assert report["trainable_params"] == 32 * 2 + 2  # the Dense head on the 32-wide pooler
@@ -712,10 +726,10 @@ def test_train_builds_the_image_recipe_from_its_options():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--head-epochs", "-1"], "head_epochs must be an integer >= 0"),
-        (["--unfreeze", "1.5"], "unfreeze=1.5"),
-        (["--early-stopping", "0"], "early_stopping must be an integer >= 1"),
-        (["--finetune-lr", "-0.001"], "finetune_learning_rate must be a number >= 0"),
+        (["--head-epochs", "-1"], "--head-epochs must be an integer >= 0"),
+        (["--unfreeze", "1.5"], "--unfreeze 1.5"),
+        (["--early-stopping", "0"], "--early-stopping must be an integer >= 1"),
+        (["--finetune-lr", "-0.001"], "--finetune-lr must be a number >= 0"),
     ],
 )
 def test_train_recipe_errors_exit_2_before_loading_data(tmp_path, capsys, extra, message):
@@ -799,11 +813,11 @@ def test_predict_needs_inputs(text_run, capsys):
     [
         (["--text-column", "review"], "column(s) ['review'] not found"),
         (["--label-column", "7", "--text-column", "0"], "field(s) but the columns need 8"),
-        (["--val-split", "1.5"], "validation_split must be between 0 and 1"),
+        (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
         (["--recipe", "full", "--lora-rank", "4"], "--lora-rank trains LoRA adapters"),
         (["--strategy", "frozen", "--head-epochs", "1"], "drop --head-epochs"),
         (["--sequence-length", "1"], "--sequence-length 1 is too short"),
-        (["--sequence-length", "500"], "sequence_length=500 is out of range: the backbone takes 2 to 32"),
+        (["--sequence-length", "500"], "--sequence-length 500 is out of range: the backbone takes 2 to 32"),
         (["--weights", "missing.weights.h5"], "neither 'pretrained', None, nor an existing weights file"),
         (["--pooling", "mean", "--lora-rank", "2", "--clean", "shout"], "invalid choice: 'shout'"),
     ],

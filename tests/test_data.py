@@ -217,11 +217,14 @@ def test_single_class(tmp_path):
 def test_train_and_validation_classes_differ(tmp_path):
     train_dir = make_folder(tmp_path / "train", classes=("cats", "dogs"))
     validation_dir = make_folder(tmp_path / "val", classes=("birds", "cats"))
-    with pytest.raises(
-        DataError,
-        match=r"missing in validation: \['dogs'\]; missing in train: \['birds'\]",
-    ):
+    # A validation class the train folder lacks cannot be learned: an error.
+    with pytest.raises(DataError, match=r"class folder\(s\) \['birds'\] that train folder .* lacks"):
         data.image_folder(train_dir, validation_dir=validation_dir)
+    # A training class the validation folder lacks is only not scored: a warning.
+    only_cats = make_folder(tmp_path / "val_cats", classes=("cats",))
+    with pytest.warns(UserWarning, match=r"\['dogs'\] .* have no validation examples"):
+        train, validation = data.image_folder(train_dir, validation_dir=only_cats)
+    assert validation.class_names == ["cats", "dogs"] and set(all_batches(validation)[1]) == {0}
 
 
 @pytest.mark.parametrize("split", [0, 1, 1.5, -0.2])

@@ -381,13 +381,18 @@ def test_saved_model_round_trip(tmp_path):
     (outputs,) = serve(image=tf.constant(images)).values()
     np.testing.assert_allclose(outputs.numpy(), model.predict(images, verbose=0), atol=1e-5)
 
-    # An existing folder is kept unless overwrite=True, and then replaced whole.
+    # An existing folder is kept unless overwrite=True, and then replaced whole, but only
+    # when it holds nothing but what an export wrote (test_run_folders has the rest).
     (path / "mine.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ex.export(model, path, format="saved_model")
+    with pytest.raises(FileExistsError, match="did not write: mine.txt"):
+        ex.export(model, path, format="saved_model", overwrite=True)
     assert (path / "mine.txt").read_text() == "keep me"
+    (path / "mine.txt").unlink()
+    (path / "variables" / "stale").write_text("")  # inside an export's own folder: replaced with it
     ex.export(model, path, format="saved_model", overwrite=True)
-    assert not (path / "mine.txt").exists() and (path / "saved_model.pb").exists()
+    assert not (path / "variables" / "stale").exists() and (path / "saved_model.pb").exists()
     assert sorted(os.listdir(tmp_path)) == ["saved"]  # no temporaries
 
 

@@ -62,6 +62,8 @@ DOCUMENTED_NAMES = [
     "to_tf_keras",
     "Bridge",
     "UnsupportedLayerError",
+    "ModelFileError",
+    "WeightsUnavailableError",
     "freeze",
     "unfreeze",
     "select_layers",

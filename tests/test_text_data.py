@@ -103,8 +103,12 @@ def test_text_file_delimiter_sniffing_and_int_columns(tmp_path):
     # header=True skips a header even when the columns are given by index.
     dataset = data.text_file(semicolons, text_column=0, label_column=1, header=True)
     assert dataset.num_examples == 3
-    dataset = data.text_file(semicolons, text_column=0, label_column=1, delimiter=";")
-    assert dataset.class_names == ["0", "1", "label"]  # "auto" + ints: no header
+    # "auto" + ints: a first row whose label is no label is a header, with a warning.
+    with pytest.warns(UserWarning, match=r"first row .* as a header: its label 'label' is not a number"):
+        dataset = data.text_file(semicolons, text_column=0, label_column=1, delimiter=";")
+    assert dataset.class_names == ["0", "1"] and dataset.num_examples == 3
+    dataset = data.text_file(semicolons, text_column=0, label_column=1, delimiter=";", header=False)
+    assert dataset.class_names == ["0", "1", "label"]
 
 
 def test_text_file_validation_file(tmp_path):

@@ -3,18 +3,41 @@
 The commands parse options, call the library and print; defaults and choices
 come from the library (`keras_transfer.finetune.recipes` and the constants of
 `data`, `models` and `deploy`), never from copies here.
+
+How a run ends: 0 when it worked; 2 for a user error (a `CommandError`, or an
+error the library raises on purpose), printed as one line in the command's own
+terms, flag names rather than Python argument names; 130 when interrupted
+(Ctrl-C or SIGTERM); 1 for an internal error, printed as one line. `--debug`
+(or `KERAS_TRANSFER_DEBUG=1`) lets every error propagate with its traceback.
 """
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import warnings
 
 from keras_transfer.cli import backbones, demo, evaluate, export, optimize, predict, train, train_text
-from keras_transfer.cli.common import CommandError
+from keras_transfer.cli.common import CommandError, cli_words
 
+EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 COMMANDS = (backbones, train, train_text, evaluate, predict, export, optimize, demo)
+DEBUG_ENVIRONMENT = "KERAS_TRANSFER_DEBUG"
 
-__all__ = ["COMMANDS", "CommandError", "EXIT_BAD_INPUT", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "CommandError",
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERNAL_ERROR",
+    "EXIT_INTERRUPTED",
+    "build_parser",
+    "main",
+]
+
+_DEBUG_HELP = f"show the full traceback of any error (also: {DEBUG_ENVIRONMENT}=1)"
 
 
 def build_parser():
@@ -22,16 +45,105 @@ def build_parser():
         prog="keras-transfer",
         description="Transfer learning on Keras 3: pretrained backbones, new heads, two-phase fine-tuning, evaluation.",
     )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(subparsers)
+        subparser = command.add_parser(subparsers)
+        # Also after the command (`keras-transfer train ... --debug`); SUPPRESS keeps the top-level value.
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        # main words errors with this command's flags.
+        subparser.set_defaults(command_parser=subparser)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse's own errors: usage and exit 2
+    debug = args.debug or os.environ.get(DEBUG_ENVIRONMENT, "").strip().lower() not in ("", "0", "false", "no")
+    prefix = f"keras-transfer {args.command}"
+    with _sigterm_as_interrupt(), _short_warnings(prefix):
+        try:
+            return args.run(args) or 0
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print(f"{prefix}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as error:
+            if debug:
+                raise
+            message = user_error_message(error)
+            if message is not None:
+                print(f"{prefix}: error: {cli_words(message, args.command_parser)}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            print(
+                f"{prefix}: internal error: {type(error).__name__}: {_one_line(error)} "
+                "(run with --debug for the traceback; please report it)",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL_ERROR
+
+
+def user_error_message(error):
+    """The message of a user error (bad input, bad files, no space or permission), else None."""
+    import errno
+
+    from keras_transfer import errors
+
+    if isinstance(
+        error,
+        (
+            CommandError,
+            errors.DataError,
+            errors.UnknownBackboneError,
+            errors.UnsupportedLayerError,
+            errors.ModelFileError,
+            errors.WeightsUnavailableError,
+        ),
+    ):
+        return _one_line(error)
+    if isinstance(error, PermissionError) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    ):
+        return f"{_one_line(error)}: free some space or choose a folder you can write to."
+    if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+        return "ran out of memory: try a smaller --batch-size (or a smaller model or image size)."
+    return None
+
+
+def _one_line(error, limit=600):
+    text = " ".join(str(error).split()) or "(no message)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while a command runs, so it ends like Ctrl-C."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
     try:
-        return args.run(args) or 0
-    except CommandError as error:
-        print(f"keras-transfer {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _short_warnings(prefix):
+    """keras_transfer's own warnings (e.g. skipped files) as `keras-transfer CMD: warning: ...` lines."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if f"{os.sep}keras_transfer{os.sep}" in filename and issubclass(category, UserWarning):
+                print(f"{prefix}: warning: {message}", file=file or sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        yield

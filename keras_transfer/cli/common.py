@@ -68,6 +68,71 @@ def recipe(make, **changes):
         raise CommandError(error) from error
 
 
+# Library argument names that reach a command under another option name (its `dest`): the first
+# one the command has wins (train-text's --epochs and --lr set the recipe's main phase).
+LIBRARY_NAMES = {
+    "head_learning_rate": ("head_lr", "lr"),
+    "finetune_learning_rate": ("finetune_lr", "lr"),
+    "learning_rate": ("lr",),
+    "finetune_epochs": ("finetune_epochs", "epochs"),
+    "head_epochs": ("head_epochs", "epochs"),
+    "validation_split": ("val_split",),
+    "validation_dir": ("val_dir",),
+    "validation_file": ("val_file",),
+    "num_threads": ("threads",),
+}
+
+
+def option_names(parser):
+    """`{Python name: flag or METAVAR}` for the options of a command's `parser`, library names included."""
+    names = {}
+    for action in parser._actions:
+        if action.dest in (argparse.SUPPRESS, "help"):
+            continue
+        flags = [flag for flag in action.option_strings if flag.startswith("--")]
+        if flags:
+            names[action.dest] = flags[0]
+        elif not action.option_strings and isinstance(action.metavar, str):
+            names[action.dest] = action.metavar
+    for library_name, dests in LIBRARY_NAMES.items():
+        found = next((names[dest] for dest in dests if dest in names), None)
+        if found is not None and library_name not in names:
+            names[library_name] = found
+    return names
+
+
+def cli_words(message, parser):
+    """`message` with the Python argument names it quotes as the command's flags.
+
+    A name with an underscore (`finetune_epochs`) is an identifier wherever it stands; a plain word
+    (`weights`, `unfreeze`) only as `name=value` or in backquotes. `name=value` becomes
+    `--flag value` (None as `none`, the command line's spelling); paths are left alone.
+    """
+    if parser is None:
+        return str(message)
+    import re
+
+    names = option_names(parser)
+    if not names:
+        return str(message)
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    pattern = re.compile(
+        rf"(?P<quote>`?)(?<![\w./\\-])(?P<name>{alternatives})(?![\w/\\])(?P=quote)(?P<op>=(?!=)|>=|<=)?"
+        r"(?P<none>(?<==)None\b)?"
+    )
+
+    def replace(match):
+        name, op = match["name"], match["op"]
+        if not (match["quote"] or op or "_" in name):
+            return match[0]
+        flag = names[name]
+        if op == "=":
+            return f"{flag} " + ("none" if match["none"] else "")
+        return f"{flag} {op} " if op else flag
+
+    return pattern.sub(replace, str(message))
+
+
 # --------------------------------------------------------------------------
 # Text files (train-text, evaluate, export).
 
@@ -84,27 +149,30 @@ def add_batch_size_option(parser):
 _RUN_OUTPUTS = {
     "training": (
         "OUT_DIR",
-        "folder for the model, report and plots",
-        "allow writing into a non-empty OUT_DIR",
+        "folder for the model, report and plots (written in OUT_DIR.partial, moved into place when complete)",
+        "replace the previous run in OUT_DIR as a whole once the new one is complete (refused if OUT_DIR "
+        "holds files keras-transfer did not write), or discard an interrupted run in OUT_DIR.partial",
         "print the report as JSON at the end",
     ),
     "optimize": (
         "OUT_DIR",
-        "folder for model.tflite and report.json",
-        "allow writing into a non-empty OUT_DIR",
+        "folder for model.tflite and report.json (written in OUT_DIR.partial, moved into place when complete)",
+        "replace the previous run in OUT_DIR as a whole once the new one is complete (refused if OUT_DIR "
+        "holds files keras-transfer did not write), or discard an interrupted run in OUT_DIR.partial",
         "end with one line of JSON",
     ),
     "export": (
         "FILE",
         "the .tflite file, or the SavedModel folder",
-        "replace an existing OUTPUT",
+        "replace an existing export (a .tflite with its .json, or a SavedModel folder holding only "
+        "what an export wrote) once the new one is written",
         "end with one line of JSON",
     ),
 }
 
 
 def add_run_options(parser, kind, *, seed=True):
-    """`--seed`, `--output`, `--overwrite` and `--json`, shared by the commands that write (see `_RUN_OUTPUTS`)."""
+    """`--seed`, `--output`, `--overwrite`, `--json` and, for runs, `--resume` (see `_RUN_OUTPUTS`)."""
     metavar, output_help, overwrite_help, json_help = _RUN_OUTPUTS[kind]
     if seed:
         parser.add_argument(
@@ -112,6 +180,13 @@ def add_run_options(parser, kind, *, seed=True):
         )
     parser.add_argument("--output", required=True, metavar=metavar, help=output_help)
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    if kind != "export":
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run interrupted (Ctrl-C) in OUT_DIR.partial, from its last completed epoch; "
+            "give the same options as the interrupted run",
+        )
     parser.add_argument("--json", action="store_true", help=json_help)
 
 
@@ -175,14 +250,28 @@ def text_file_options(args):
 # Output folders, models and labelled data.
 
 
-def check_output_dir(path, overwrite):
-    if os.path.isfile(path):
-        raise CommandError(f"--output {path!r} is a file: give a folder.")
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise CommandError(
-            f"--output {path!r} is not empty; pass --overwrite to write into it, or choose a new folder."
-        )
-    check_writable(path)
+# Options that change no result: --resume may differ from the interrupted run's in these.
+_RESUME_FREE_OPTIONS = ("resume", "overwrite", "json", "debug", "run", "command", "command_parser")
+
+
+def check_output_dir(path, overwrite, *, resume=False, args=None):
+    """Before any work: the `RunFolder` of `--output`, or a CommandError for what would lose or mix up data.
+
+    `args` (the parsed options) are kept in OUT_DIR.partial, for `--resume` to compare."""
+    from keras_transfer.atomic_files import OutputError, RunFolder
+
+    plain = (str, int, float, bool, list, tuple, type(None))
+    given = vars(args).items() if args is not None else ()
+    options = {name: value for name, value in given if name not in _RESUME_FREE_OPTIONS and isinstance(value, plain)}
+    folder = RunFolder(
+        path, overwrite=overwrite, resume=resume, options=options, command=getattr(args, "command", None)
+    )
+    try:
+        folder.check()
+    except OutputError as error:
+        raise CommandError(error) from error
+    check_writable(folder.partial)
+    return folder
 
 
 def check_writable(folder, option="--output"):
@@ -196,30 +285,92 @@ def check_writable(folder, option="--output"):
 
 
 def bad_input_errors():
-    """The library's exceptions for bad input (data, backbone names, options): CommandErrors here."""
-    from keras_transfer.errors import DataError, UnknownBackboneError
+    """The library's exceptions for bad input (data, backbone names, options, model files, weights that
+    cannot be downloaded): CommandErrors here."""
+    from keras_transfer.errors import DataError, ModelFileError, UnknownBackboneError, WeightsUnavailableError
 
-    return (DataError, UnknownBackboneError, ValueError, FileNotFoundError)
+    return (DataError, UnknownBackboneError, ModelFileError, WeightsUnavailableError, ValueError, FileNotFoundError)
+
+
+# How to make a model the commands can load, for the messages about files they cannot.
+_MAKE_A_MODEL = (
+    "train one with `keras-transfer train` or `train-text`, or build it with keras_transfer.ImageClassifier "
+    "or TextClassifier and save it with model.save('model.keras')"
+)
 
 
 def load_model(path):
+    """The keras_transfer model saved at `path`; a one-line CommandError for any file it cannot load."""
     if not os.path.isfile(path):
-        raise CommandError(f"no model file at {path!r}: give the model.keras that `train` wrote.")
+        what = "a folder" if os.path.isdir(path) else "no model file"
+        raise CommandError(f"{path!r} is {what}: give the model.keras that `train` or `train-text` wrote.")
+    if path.endswith(".tflite"):
+        raise CommandError(f"{path!r} is a TFLite file; this command takes the model.keras it was exported from.")
+    import zipfile
+
     import keras
 
     import keras_transfer  # noqa: F401  (registers the classes the file names)
+    from keras_transfer.models.transfer_model import TransferModel
 
-    # Only predictions are needed: skipping the optimizer state also skips Keras's
-    # warning about it for models saved after a LoRA or frozen-backbone phase.
-    return keras.saving.load_model(path, compile=False)
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise CommandError(
+            f"cannot read {path!r}: it is not a complete .keras file (those are zip archives; this one is "
+            "truncated or corrupted). Copy it again, or train the model again."
+        )
+    try:
+        # Only predictions are needed: skipping the optimizer state also skips Keras's
+        # warning about it for models saved after a LoRA or frozen-backbone phase.
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise CommandError(_load_failure(path, error)) from error
+    if not isinstance(model, TransferModel):
+        raise CommandError(
+            f"{path!r} holds a plain Keras {type(model).__name__}, not a keras-transfer model: it lacks the "
+            f"head, class names and input description keras-transfer saves with its models; {_MAKE_A_MODEL}."
+        )
+    return model
 
 
-def load_tflite(path):
+def _load_failure(path, error):
+    """The one-line message for a .keras file that Keras could not load."""
+    text = " ".join(str(error).split())
+    if "safe_mode" in text or "arbitrary code" in text:
+        layer = "a Lambda layer" if "Lambda" in text else "Python code (e.g. a lambda)"
+        return (
+            f"{path!r} holds {layer}, which keras-transfer does not load: loading it would run arbitrary "
+            "code stored in the file. Rebuild the model without Lambda layers (built-in Keras layers, or "
+            "registered custom layer classes) and save it again."
+        )
+    if "Could not locate" in text or "Unknown layer" in text or "not a known" in text:
+        return (
+            f"cannot load {path!r}: it names classes that neither Keras nor keras-transfer define "
+            f"({_first_sentence(text)}); {_MAKE_A_MODEL}."
+        )
+    return (
+        f"cannot load {path!r} ({type(error).__name__}: {_first_sentence(text)}): the file is corrupted, or "
+        f"was not written by keras-transfer; {_MAKE_A_MODEL}."
+    )
+
+
+def _first_sentence(text, limit=200):
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
+
+
+def load_tflite(path, purpose="run"):
+    """An image model's .tflite in the LiteRT interpreter, with its metadata; CommandErrors for bad files.
+
+    `purpose` ("evaluate", "predict") words the message for a text model's file."""
     from keras_transfer.deploy import litert
+    from keras_transfer.errors import ModelFileError
 
     if not os.path.isfile(path):
         raise CommandError(f"no model file at {path!r}.")
-    model = litert.LiteRTModel(path)
+    try:
+        model = litert.LiteRTModel(path)
+    except ModelFileError as error:
+        raise CommandError(error) from error
     if model.head is None:
         raise CommandError(
             f"{path!r} has no metadata beside it ({path}.json with the head and class names): "
@@ -227,7 +378,7 @@ def load_tflite(path):
         )
     if model.image_size is None:
         raise CommandError(
-            f"{path!r} is not an image model (inputs {sorted(model.input_details)}): evaluate text "
+            f"{path!r} is not an image model (inputs {sorted(model.input_details)}): {purpose} text "
             "models from their model.keras."
         )
     return model
@@ -242,22 +393,22 @@ def is_text_model(model):
 def labelled_data(model, path, args, option, shuffle=False, seed=None):
     """Images (one sub-folder per class) or, for a text model, a CSV/TSV file, in the model's classes.
 
-    `option` names the argument in error messages; `seed` (the loader's default when None) orders a shuffle."""
+    Labels index the model's classes: the data may hold any of them (a class
+    it lacks is only warned about) and no other. `option` names the argument
+    in error messages; `seed` (the loader's default when None) orders a shuffle."""
     from keras_transfer.errors import DataError
 
     seeded = {} if seed is None else {"seed": seed}
-
     try:
         if is_text_model(model):
             return data.text_file(path, class_names=model.class_names, shuffle=False, **text_file_options(args))
-        dataset = data.image_folder(
-            path, image_size=model.image_size, batch_size=args.batch_size, shuffle=shuffle, **seeded
+        return data.image_folder(
+            path,
+            image_size=model.image_size,
+            batch_size=args.batch_size,
+            class_names=getattr(model, "class_names", None) or None,
+            shuffle=shuffle,
+            **seeded,
         )
     except DataError as error:
         raise CommandError(error if option == "DATA" else f"{option}: {error}") from error
-    if model.class_names and dataset.class_names != model.class_names:
-        where = "" if option == "DATA" else option + ": "
-        raise CommandError(
-            f"{where}the folder's classes {dataset.class_names} differ from the model's {model.class_names}."
-        )
-    return dataset

@@ -32,7 +32,10 @@ def add_parser(subparsers):
 def run(args):
     from keras_transfer import evaluation
 
-    model = common.load_tflite(args.model) if args.model.endswith(".tflite") else common.load_model(args.model)
+    if args.model.endswith(".tflite"):
+        model = common.load_tflite(args.model, purpose="evaluate")
+    else:
+        model = common.load_model(args.model)
     # The model's classes fix the label order; labels it does not know fail here.
     dataset = common.labelled_data(model, args.data, args, "DATA")
     report = evaluation.evaluate_model(model, dataset, batch_size=args.batch_size)

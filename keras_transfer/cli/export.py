@@ -84,6 +84,15 @@ def _check_options(args):
         raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
     if os.path.lexists(args.output) and not args.overwrite:
         raise CommandError(f"--output {args.output!r} exists; pass --overwrite to replace it.")
+    if args.format == "saved_model" and args.overwrite:
+        from keras_transfer.deploy.export import refuse_foreign_files
+
+        try:
+            refuse_foreign_files(args.output)
+        except FileExistsError as error:
+            raise CommandError(f"--output: {error}") from error
+    if args.format == "tflite" and os.path.isdir(args.output):
+        raise CommandError(f"--output {args.output!r} is a folder, not a .tflite file: choose another path.")
     common.check_writable(os.path.dirname(os.path.abspath(args.output)))
 
 
@@ -125,7 +134,7 @@ def run(args):
                 check_data=check_data if check_data is not None else random_inputs(model),
                 overwrite=args.overwrite,
             )
-    except ValueError as error:
+    except (ValueError, FileExistsError) as error:
         raise CommandError(error) from error
     seconds = time.perf_counter() - start
     check = result.check

@@ -1,7 +1,7 @@
 """`keras-transfer optimize`: quantization-aware training, pruning or clustering (TF-MOT), to TFLite."""
 
 import json
-import os
+import sys
 import time
 
 from keras_transfer.cli import common
@@ -75,11 +75,9 @@ def add_parser(subparsers):
 
 
 def run(args):
-    common.check_output_dir(args.output, args.overwrite)
+    folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 
-    from keras_transfer import atomic_files as files
-    from keras_transfer import evaluation
     from keras_transfer.deploy import reports as report_lib
 
     keras.utils.set_random_seed(args.seed)
@@ -98,15 +96,50 @@ def run(args):
         options["clusters"] = args.clusters
     # Options left out keep the method's own defaults.
     options = {name: value for name, value in options.items() if value is not None}
+    folder.begin()
+    if folder.discarded:
+        print(f"Discarded the interrupted run in {folder.partial} (--overwrite).")
+    if folder.resume:
+        print(f"Resuming the interrupted run in {folder.partial}.")
+    try:
+        summary, measured, original, seconds = _optimize_and_write(
+            args, folder, model, method, train, evaluated, options
+        )
+    except KeyboardInterrupt:
+        print(
+            f"Interrupted; what finished is kept in {folder.partial}. Run the same command with --resume "
+            "to go on from the last completed epoch, or with --overwrite to start again.",
+            file=sys.stderr,
+        )
+        raise
+    folder.finish()
+    print(report_lib.format_table([measured]))
+    print(
+        f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
+        f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
+        f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
+        f"({measured.latency_threads} thread); trained {seconds:.0f} s."
+    )
+    print(f"Wrote model.tflite, model.tflite.json, report.json to {args.output}")
+    if args.json:
+        print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
+
+
+def _optimize_and_write(args, folder, model, method, train, evaluated, options):
+    """Fine-tunes with TF-MOT (resuming from `folder`'s backup) and writes every output into OUT_DIR.partial."""
+    from keras_transfer import atomic_files as files
+    from keras_transfer import evaluation
+    from keras_transfer.deploy import reports as report_lib
+
     start = time.perf_counter()
     try:
-        optimized = optimize_lib.optimize(model, train, method, **options)
+        optimized = optimize_lib.optimize(model, train, method, backup_dir=folder.backup_dir, **options)
     except ValueError as error:  # the bridge names layers it cannot carry, before training
         raise CommandError(error) from error
     seconds = time.perf_counter() - start
-    os.makedirs(args.output, exist_ok=True)
-    path = os.path.join(args.output, "model.tflite")
-    optimized.to_tflite(path, overwrite=args.overwrite)
+    path = folder.file("model.tflite")
+    folder.file("model.tflite.json")
+    optimized.to_tflite(path, overwrite=True)  # a file left by an interrupted run is replaced
     measured = report_lib.measure_export(
         path, optimized.model, evaluated, name=args.method, head=optimized.head, num_threads=args.threads
     )
@@ -132,14 +165,5 @@ def run(args):
         "history": optimized.history,
         "seconds": round(seconds, 2),
     }
-    files.write_json(summary, os.path.join(args.output, "report.json"))
-    print(report_lib.format_table([measured]))
-    print(
-        f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
-        f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
-        f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
-        f"({measured.latency_threads} thread); trained {seconds:.0f} s."
-    )
-    print(f"Wrote model.tflite, model.tflite.json, report.json to {args.output}")
-    if args.json:
-        print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
+    files.write_json(summary, folder.file("report.json"))
+    return summary, measured, original, seconds

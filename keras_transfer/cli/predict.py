@@ -1,6 +1,7 @@
 """`keras-transfer predict`: the class and its probability for image files or sentences."""
 
 import json
+import sys
 
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
@@ -12,9 +13,15 @@ def add_parser(subparsers):
         "predict",
         help="classify image files, or sentences with a text model",
         description="Prints the predicted class and its probability for each input: image "
-        "files for a model written by train, sentences for one written by train-text.",
+        "files for a model written by train, sentences for one written by train-text. Unreadable "
+        "images are named and skipped; the others are still predicted, and the run then exits 2.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a model.keras written by train or train-text, or an image model's .tflite written by export "
+        "or optimize (run in the LiteRT interpreter)",
+    )
     parser.add_argument(
         "inputs", metavar="INPUT", nargs="*", help="image files; for a text model, sentences (quote each one)"
     )
@@ -48,28 +55,47 @@ def _inputs(args):
 
 def run(args):
     inputs = _inputs(args)
-    model = common.load_model(args.model)
+    if args.model.endswith(".tflite"):
+        model = common.load_tflite(args.model, purpose="predict")
+    else:
+        model = common.load_model(args.model)
     if common.is_text_model(model):
         return _predict_text(model, inputs, args)
     if args.clean:
         raise CommandError("--clean applies to text models; this is an image model.")
-    import keras
-    import numpy as np
+    from keras_transfer.data import read_image_files
 
-    images = []
-    for path in inputs:
-        try:
-            image = keras.utils.load_img(path, target_size=model.image_size)
-        except Exception as error:  # PIL raises several kinds for unreadable files
-            raise CommandError(f"cannot read {path!r} as an image ({error}).") from error
-        images.append(keras.utils.img_to_array(image))
-    rows = _predicted_rows(model, np.stack(images), inputs, "image")
+    # Decoded and resized as training reads images; unreadable ones are named as training names them.
+    images, unreadable = read_image_files(inputs, model.image_size)
+    readable = [path for path in inputs if path not in unreadable]
+    if unreadable:
+        # Named like the unreadable images train and evaluate skip.
+        print(
+            f"keras-transfer predict: warning: Skipping {len(unreadable)} unreadable image file(s):\n  "
+            + "\n  ".join(f"{path}: {reason}" for path, reason in unreadable.items()),
+            file=sys.stderr,
+        )
+    predicted = iter(_predicted_rows(model, images, readable, "image") if readable else [])
+    rows = [
+        {"image": path, "class": None, "probability": None, "error": unreadable[path]}
+        if path in unreadable
+        else next(predicted)
+        for path in inputs
+    ]
     if args.json:
         print(json.dumps(rows))
-        return
-    width = max(len(path) for path in inputs)
-    for row in rows:
-        print(f"{row['image']:<{width}}  {row['class']}  ({row['probability']:.3f})")
+    else:
+        width = max(len(row["image"]) for row in rows)
+        for row in rows:
+            if row["class"] is not None:
+                print(f"{row['image']:<{width}}  {row['class']}  ({row['probability']:.3f})")
+    if unreadable:
+        done = {0: "nothing was predicted", 1: "the other one was predicted"}.get(
+            len(readable), f"the other {len(readable)} were predicted"
+        )
+        raise CommandError(
+            f"{len(unreadable)} of {len(inputs)} inputs could not be read as images (named above); {done}."
+        )
 
 
 def _predict_text(model, sentences, args):
@@ -89,7 +115,15 @@ def _predict_text(model, sentences, args):
 
 def _predicted_rows(model, inputs, shown, key):
     """One `{key: shown input, "class", "probability"}` row per input."""
-    indices, probabilities = model.predict_classes(inputs)
+    if hasattr(model, "predict_classes"):
+        indices, probabilities = model.predict_classes(inputs)
+    else:  # a .tflite in the LiteRT interpreter: its head (from the metadata) reads the outputs
+        from keras_transfer.models import task_io
+
+        if model.head.task not in task_io.CLASSIFICATION_TASKS:
+            raise CommandError(f"predict needs a classification model; this one's head is {model.head.task!r}.")
+        decoded = task_io.decode_outputs(model.predict(inputs), model.head)
+        indices, probabilities = decoded.classes, decoded.confidence
     names = model.class_names or [str(i) for i in range(max(indices) + 1)]
     return [
         {key: item, "class": names[index], "probability": round(float(probability), 4)}

@@ -7,6 +7,7 @@ left out (None) keeps the recipe's value, which `--help` shows.
 import dataclasses
 import json
 import os
+import sys
 import time
 
 from keras_transfer.cli import common
@@ -146,11 +147,10 @@ def image_recipe(args):
 
 def run(args):
     recipe = image_recipe(args)
-    common.check_output_dir(args.output, args.overwrite)
+    folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 
-    from keras_transfer import atomic_files as files
-    from keras_transfer import data, evaluation
+    from keras_transfer import data
     from keras_transfer.finetune.two_phase import check_recipe_fits
     from keras_transfer.models import ImageClassifier
     from keras_transfer.models.image_backbones import default_image_size
@@ -179,49 +179,13 @@ def run(args):
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
 
-    start = time.perf_counter()
-    finder = None
-    if args.lr_find:
-        from keras_transfer.finetune.lr_finder import find_head_learning_rate
-
-        recipe, finder = find_head_learning_rate(model, train, recipe)
-        print(f"LR finder suggests a head learning rate of {recipe.head_learning_rate:.2e}.")
-    history = model.fine_tune(train, validation, recipe=recipe)
-    seconds = time.perf_counter() - start
-
-    evaluated = validation if validation is not None else train
-    report = evaluation.evaluate_model(model, evaluated)
-    os.makedirs(args.output, exist_ok=True)
-    files.save_model(model, os.path.join(args.output, "model.keras"))
-    evaluation.plot_training_curves(history, os.path.join(args.output, "training_curves.png"))
-    evaluation.plot_confusion_matrix(
-        report.confusion_matrix, report.class_names, os.path.join(args.output, "confusion_matrix.png")
-    )
-    if finder is not None:
-        finder.plot(os.path.join(args.output, "lr_finder.png"))
-    trainable, total = model.parameter_counts()
-    summary = {
-        "head_learning_rate": recipe.head_learning_rate,
-        "backbone": model.backbone_name,
-        "weights": args.weights,
-        "image_size": list(model.image_size),
-        "classes": train.class_names,
-        "train_examples": train.num_examples,
-        "val_examples": validation.num_examples if validation is not None else 0,
-        "val_accuracy": report.accuracy if validation is not None else None,
-        "train_accuracy": report.accuracy if validation is None else None,
-        "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
-        "phases": {
-            name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
-            for name, phase in history.phases
-        },
-        "seconds": round(seconds, 2),
-        "trainable_params": trainable,
-        "total_params": total,
-        "history": history.merged(),
-        "evaluation": report.to_dict(),
-    }
-    files.write_json(summary, os.path.join(args.output, "report.json"))
+    start_training(folder, recipe)
+    try:
+        summary, report, seconds = _train_and_write(args, folder, model, train, validation, recipe)
+    except KeyboardInterrupt:
+        print(interrupted_message(folder, recipe), file=sys.stderr)
+        raise
+    folder.finish()
 
     print()
     print(report.format_text())
@@ -234,6 +198,91 @@ def run(args):
     )
     if summary["skipped_files"]:
         print(f"Skipped {len(summary['skipped_files'])} unreadable files (listed in report.json).")
-    print(f"Wrote model.keras, report.json, training_curves.png, confusion_matrix.png to {args.output}")
+    print(f"Wrote {', '.join(sorted(folder.files))} to {args.output}")
     if args.json:
         print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
+
+
+def _train_and_write(args, folder, model, train, validation, recipe):
+    """Trains (resuming from `folder`'s backup) and writes every output into OUT_DIR.partial."""
+    from keras_transfer import atomic_files as files
+    from keras_transfer import evaluation
+
+    start = time.perf_counter()
+    if args.lr_find and "head_learning_rate" in folder.state:  # found before the interruption
+        recipe = recipe.replace(head_learning_rate=folder.state["head_learning_rate"])
+    elif args.lr_find:
+        from keras_transfer.finetune.lr_finder import find_head_learning_rate
+
+        recipe, finder = find_head_learning_rate(model, train, recipe)
+        print(f"LR finder suggests a head learning rate of {recipe.head_learning_rate:.2e}.")
+        finder.plot(folder.file("lr_finder.png"))
+        folder.state["head_learning_rate"] = recipe.head_learning_rate
+        folder.save_state()
+    history = model.fine_tune(
+        train, validation, recipe=recipe, backup_dir=folder.backup_dir, checkpoint_dir=folder.checkpoint_dir
+    )
+    seconds = time.perf_counter() - start
+
+    evaluated = validation if validation is not None else train
+    report = evaluation.evaluate_model(model, evaluated)
+    files.save_model(model, folder.file("model.keras"))
+    evaluation.plot_training_curves(history, folder.file("training_curves.png"))
+    evaluation.plot_confusion_matrix(report.confusion_matrix, report.class_names, folder.file("confusion_matrix.png"))
+    trainable, total = model.parameter_counts()
+    summary = {
+        "head_learning_rate": recipe.head_learning_rate,
+        "backbone": model.backbone_name,
+        "weights": args.weights,
+        "image_size": list(model.image_size),
+        "classes": train.class_names,
+        "train_examples": train.num_examples,
+        "val_examples": validation.num_examples if validation is not None else 0,
+        "val_accuracy": report.accuracy if validation is not None else None,
+        "train_accuracy": report.accuracy if validation is None else None,
+        "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
+        "diverged": history.diverged,
+        "phases": {
+            name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
+            for name, phase in history.phases
+        },
+        "seconds": round(seconds, 2),
+        "trainable_params": trainable,
+        "total_params": total,
+        "history": history.merged(),
+        "evaluation": report.to_dict(),
+    }
+    files.write_json(summary, folder.file("report.json"))
+    return summary, report, seconds
+
+
+def start_training(folder, recipe):
+    """Creates (or reopens, with --resume) OUT_DIR.partial and says so."""
+    from keras_transfer.finetune.two_phase import backup_progress
+
+    folder.begin()
+    if folder.discarded:
+        print(f"Discarded the interrupted run in {folder.partial} (--overwrite).")
+    if folder.resume:
+        done, _ = backup_progress(folder.backup_dir)
+        total = recipe.head_epochs + recipe.finetune_epochs
+        print(f"Resuming the interrupted run in {folder.partial}: {done} of {total} epochs had finished.")
+
+
+def interrupted_message(folder, recipe):
+    """After Ctrl-C: how far training got, what is kept, and how to go on."""
+    from keras_transfer.finetune.two_phase import backup_progress
+
+    done, _ = backup_progress(folder.backup_dir)
+    total = recipe.head_epochs + recipe.finetune_epochs
+    when = f"after epoch {done} of {total}" if done else f"before the first of {total} epochs finished"
+    best = [
+        os.path.join(folder.checkpoint_dir, name)
+        for name in ("best_finetune.keras", "best_head.keras")
+        if os.path.isfile(os.path.join(folder.checkpoint_dir, name))
+    ]
+    kept = f" (the best model so far: {best[0]})" if best else ""
+    return (
+        f"Interrupted {when}; what finished is kept in {folder.partial}{kept}. "
+        "Run the same command with --resume to go on, or with --overwrite to start again."
+    )

@@ -7,7 +7,7 @@ and `--help` shows the recipes' own values.
 """
 
 import json
-import os
+import sys
 import time
 
 from keras_transfer.cli import common
@@ -174,11 +174,11 @@ def describe(recipe):
 def run(args):
     recipe = text_recipe(args)
     name = recipes.text_recipe_name(recipe)
-    common.check_output_dir(args.output, args.overwrite)
+    folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 
-    from keras_transfer import atomic_files as files
-    from keras_transfer import data, evaluation
+    from keras_transfer import data
+    from keras_transfer.cli.train import interrupted_message, start_training
     from keras_transfer.models import TextClassifier
     from keras_transfer.models.text_backbones import PRETRAINED
 
@@ -213,20 +213,56 @@ def run(args):
         f"{train.num_examples} texts, {len(train.class_names)} classes, "
         f"sequence length {model.sequence_length}."
     )
+    start_training(folder, recipe)
+    try:
+        summary, report, seconds, trainable, total = _train_and_write(
+            args, folder, model, train, validation, recipe, name
+        )
+    except KeyboardInterrupt:
+        print(interrupted_message(folder, recipe), file=sys.stderr)
+        raise
+    folder.finish()
+
+    print()
+    if report is not None:
+        print(report.format_text())
+        scored = f"validation accuracy {report.accuracy:.3f}"
+    else:
+        last = summary["train_accuracy_last_epoch"]
+        scored = "no validation data given" + (
+            f", last epoch's training accuracy {last:.3f}" if last is not None else ""
+        )
+    print(
+        f"\n{model.backbone_name} ({describe(recipe)}) on "
+        f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
+        f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
+        f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%)."
+    )
+    if args.clean:
+        print(f"The texts were cleaned with {' '.join(args.clean)}: pass the same --clean to evaluate and predict.")
+    print(f"Wrote {', '.join(folder.files)} to {args.output}")
+    if args.json:
+        print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
+
+
+def _train_and_write(args, folder, model, train, validation, recipe, name):
+    """Trains (resuming from `folder`'s backup) and writes every output into OUT_DIR.partial."""
+    from keras_transfer import atomic_files as files
+    from keras_transfer import evaluation
+
     start = time.perf_counter()
-    history = model.fine_tune(train, validation, recipe=recipe)
+    history = model.fine_tune(
+        train, validation, recipe=recipe, backup_dir=folder.backup_dir, checkpoint_dir=folder.checkpoint_dir
+    )
     seconds = time.perf_counter() - start
 
     report = evaluation.evaluate_model(model, validation) if validation is not None else None
-    os.makedirs(args.output, exist_ok=True)
-    files.save_model(model, os.path.join(args.output, "model.keras"))
-    written = ["model.keras", "report.json", "training_curves.png"]
-    evaluation.plot_training_curves(history, os.path.join(args.output, "training_curves.png"))
+    files.save_model(model, folder.file("model.keras"))
+    evaluation.plot_training_curves(history, folder.file("training_curves.png"))
     if report is not None:
         evaluation.plot_confusion_matrix(
-            report.confusion_matrix, report.class_names, os.path.join(args.output, "confusion_matrix.png")
+            report.confusion_matrix, report.class_names, folder.file("confusion_matrix.png")
         )
-        written.append("confusion_matrix.png")
     trainable, total = model.parameter_counts()
     merged = history.merged()
     summary = {
@@ -249,6 +285,7 @@ def run(args):
         "learning_rate": getattr(recipe, f"{_main_phase(recipe)}_learning_rate"),
         "batch_size": args.batch_size,
         "seed": args.seed,
+        "diverged": history.diverged,
         "phases": {
             phase: {"epochs": len(result.history.get("loss", [])), "seconds": round(history.seconds[phase], 2)}
             for phase, result in history.phases
@@ -260,25 +297,5 @@ def run(args):
         "history": merged,
         "evaluation": report.to_dict() if report is not None else None,
     }
-    files.write_json(summary, os.path.join(args.output, "report.json"))
-
-    print()
-    if report is not None:
-        print(report.format_text())
-        scored = f"validation accuracy {report.accuracy:.3f}"
-    else:
-        last = summary["train_accuracy_last_epoch"]
-        scored = "no validation data given" + (
-            f", last epoch's training accuracy {last:.3f}" if last is not None else ""
-        )
-    print(
-        f"\n{model.backbone_name} ({describe(recipe)}) on "
-        f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
-        f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
-        f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%)."
-    )
-    if args.clean:
-        print(f"The texts were cleaned with {' '.join(args.clean)}: pass the same --clean to evaluate and predict.")
-    print(f"Wrote {', '.join(written)} to {args.output}")
-    if args.json:
-        print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
+    files.write_json(summary, folder.file("report.json"))
+    return summary, report, seconds, trainable, total

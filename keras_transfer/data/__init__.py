@@ -14,7 +14,7 @@ pipeline, text_rows and text_datasets steps.
 from keras_transfer.data.arrays import from_arrays
 from keras_transfer.data.checks import check_finite, check_num_classes, class_names_of
 from keras_transfer.data.image_augmentation import AUGMENTATION_PRESETS, augmentation
-from keras_transfer.data.images import IMAGE_EXTENSIONS, image_folder
+from keras_transfer.data.images import IMAGE_EXTENSIONS, image_folder, read_image_files
 from keras_transfer.data.sequence_length import choose_sequence_length
 from keras_transfer.data.text_cleaning import CLEANING_STEPS, TextCleaner
 from keras_transfer.data.text_files import text_file

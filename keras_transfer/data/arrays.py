@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.data.checks import check_class_count, check_finite
+from keras_transfer.data.checks import check_class_count, check_class_coverage, check_finite
 from keras_transfer.data.pipeline import finish_image_dataset, resolve_augment
 from keras_transfer.data.splits import split_examples
 from keras_transfer.errors import DataError
@@ -112,6 +112,7 @@ def from_arrays(
         train_examples, validation_examples = split_examples(
             images, labels, validation_split, seed=seed, shuffle=shuffle
         )
+        check_class_coverage(class_names, train_examples[1], validation_examples[1], where="the arrays", split=True)
 
     def make(examples, **options):
         return finish_image_dataset(

@@ -1,5 +1,7 @@
 """Checks on class names, split fractions and values, shared by every loader and by the models."""
 
+import warnings
+
 import numpy as np
 
 from keras_transfer.errors import DataError
@@ -81,4 +83,75 @@ def check_finite(values, what):
         raise DataError(
             f"{what} hold {int(bad.sum())} NaN or infinite values (the first in example {first}): "
             "training on them turns every weight into NaN. Remove or repair those examples first."
+        )
+
+
+def class_counts(labels, num_classes):
+    """Examples per class of int class indices `(N,)` or multi-hot rows `(N, K)`; None for other labels."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        return np.bincount(labels[(labels >= 0) & (labels < num_classes)], minlength=num_classes)
+    if labels.ndim == 2 and labels.shape[1] == num_classes:
+        return (labels > 0).sum(axis=0)
+    return None
+
+
+def _named(names, counts):
+    return ", ".join(f"{name!r} ({int(count)})" for name, count in zip(names, counts))
+
+
+def check_class_coverage(class_names, train_labels, validation_labels=None, *, where, split=False, stacklevel=3):
+    """Fail when a class has no training example; warn when it has no validation (or no) example.
+
+    Called by the loaders once the examples are split, so a run that cannot
+    learn a class says so before any training.
+
+    Args:
+        class_names: The classes the labels index.
+        train_labels: Training labels: class indices or multi-hot rows (others are not checked).
+        validation_labels: Validation labels, or None without validation data.
+        where: The data, for messages: "image folder 'data/train'".
+        split: Whether the validation examples were split off the training data.
+        stacklevel: Of the warnings: 3 names the caller's caller.
+
+    Raises:
+        DataError: with validation data, when a class has no training example.
+    """
+    if class_names is None:
+        return
+    names = [str(name) for name in class_names]
+    train = class_counts(train_labels, len(names))
+    if train is None:
+        return
+    if validation_labels is None:
+        empty = [name for name, count in zip(names, train) if not count]
+        if empty:
+            warnings.warn(
+                f"{where} has no examples of class(es) {empty} (of {names}): the model is "
+                f"not trained or scored on them.",
+                stacklevel=stacklevel,
+            )
+        return
+    validation = class_counts(validation_labels, len(names))
+    no_train = [i for i, count in enumerate(train) if not count]
+    if no_train:
+        fix = ", lower validation_split (--val-split)" if split else ""
+        raise DataError(
+            f"class(es) {[names[i] for i in no_train]} of {where} have no training examples "
+            f"(examples in validation: {_named([names[i] for i in no_train], validation[no_train])}): "
+            f"the model cannot learn them. Add examples{fix} or leave the class out."
+        )
+    no_validation = [i for i, count in enumerate(validation) if not count]
+    if no_validation:
+        why = (
+            "too few examples to hold one out; each keeps its examples (in brackets) for training"
+            if split
+            else "the validation data has none"
+        )
+        fix = "add examples of them" if split else "add validation examples of them"
+        warnings.warn(
+            f"class(es) {[names[i] for i in no_validation]} of {where} have no validation examples ({why}: "
+            f"{_named([names[i] for i in no_validation], train[no_validation])}): their validation "
+            f"accuracy is not measured; {fix}.",
+            stacklevel=stacklevel,
         )

@@ -88,17 +88,31 @@ def resolve_augment(augment, seed):
     )
 
 
+# Images are resized to at most this many pixels a side. Backbones take 224 to
+# 600; a batch of 32 RGB float32 images of 2048x2048 is already 1.6 GB.
+MAX_IMAGE_SIZE = 2048
+
+
 def image_size_pair(image_size):
-    """Normalize an int or (height, width) into a (height, width) tuple."""
+    """Normalize an int or (height, width) into a (height, width) tuple, each side 1 to `MAX_IMAGE_SIZE`."""
     if isinstance(image_size, (int, np.integer)) and image_size > 0:
-        return (int(image_size), int(image_size))
-    if (
+        pair = (int(image_size), int(image_size))
+    elif (
         isinstance(image_size, (tuple, list))
         and len(image_size) == 2
         and all(isinstance(s, (int, np.integer)) and s > 0 for s in image_size)
     ):
-        return (int(image_size[0]), int(image_size[1]))
-    raise DataError(
-        f"image_size must be a positive int or a (height, width) pair, got "
-        f"{image_size!r}: pass e.g. image_size=224 or image_size=(224, 224)."
-    )
+        pair = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise DataError(
+            f"image_size must be a positive int or a (height, width) pair, got "
+            f"{image_size!r}: pass e.g. image_size=224 or image_size=(224, 224)."
+        )
+    if max(pair) > MAX_IMAGE_SIZE:
+        gigabytes = 32 * pair[0] * pair[1] * 3 * 4 / 1e9
+        raise DataError(
+            f"image_size {image_size!r} is over the maximum of {MAX_IMAGE_SIZE} pixels a side: every "
+            f"image is resized to it, so a batch of 32 would take {gigabytes:,.1f} GB of memory. "
+            f"Pass the size the backbone takes, e.g. image_size=224 (most take 224 to 600)."
+        )
+    return pair

@@ -15,7 +15,7 @@ instead).
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.data.checks import check_split_range
+from keras_transfer.data.checks import check_class_coverage, check_split_range
 from keras_transfer.data.pipeline import finish_dataset
 from keras_transfer.data.splits import split_examples
 from keras_transfer.data.text_cleaning import resolve_cleaner
@@ -103,6 +103,17 @@ def load_text(
     elif validation_split is not None:
         (train_texts, train_labels), (validation_texts, validation_labels) = split_examples(
             train_texts, train_labels, validation_split, seed=seed, shuffle=shuffle
+        )
+
+    has_validation = validation is not None or validation_split is not None
+    if label_mode != "regression":
+        check_class_coverage(
+            class_names,
+            train_labels,
+            validation_labels if has_validation else None,
+            where=train.source,
+            split=validation_split is not None,
+            stacklevel=4,  # the caller of text_file / from_texts / from_pandas
         )
 
     def make(texts, labels, shuffle_buffer):

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import warnings
 
 import numpy as np
 
@@ -54,6 +55,8 @@ def _read_table(path, delimiter):
                     line = reader.line_num
             finally:
                 csv.field_size_limit(old_limit)
+            if rows and quoting != csv.QUOTE_NONE and reader.line_num > lines[-1]:
+                _check_last_row_closed(path, file, delimiter, lines[-1])
     except UnicodeDecodeError as error:
         raise DataError(
             f"text file {path!r} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
@@ -61,6 +64,56 @@ def _read_table(path, delimiter):
     except csv.Error as error:
         raise DataError(f"text file {path!r} is not valid CSV: {error}.") from None
     return rows, lines, delimiter
+
+
+def _check_last_row_closed(path, file, delimiter, first_line):
+    """Raise when the last row runs to the end of the file inside a quote: csv reads it all as one field."""
+    file.seek(0)
+    tail = "".join(line for number, line in enumerate(file, start=1) if number >= first_line)
+    try:
+        for _ in csv.reader(tail.splitlines(keepends=True), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise DataError(
+                f'line {first_line} of {path!r} opens a quote (") that is never closed: csv reads '
+                f"everything after it, to the end of the file, as one text. Close the quote, or "
+                f'double it ("") inside a quoted text.'
+            ) from None
+
+
+def _is_number(value):
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _header_reason(rows, label_indexes):
+    """Why the first of `rows` looks like a header row (with int columns), or None.
+
+    Its label cell is no label (not a number where every other row's label
+    is one), or it names a class no other row has while the other rows'
+    labels are a small set of classes.
+    """
+    if len(rows) < 3 or any(index >= len(rows[0]) for index in label_indexes):
+        return None
+    if any(len(cell.strip()) > 64 for cell in rows[0]):
+        return None  # column names are short
+    reasons = []
+    for index in label_indexes:
+        first = rows[0][index].strip()
+        others = [row[index].strip() for row in rows[1:] if index < len(row)]
+        if not first or not others or _is_number(first):
+            return None
+        if all(_is_number(value) for value in others):
+            reasons.append(f"its label {first!r} is not a number, unlike every other row's")
+        elif first not in set(others) and len(set(others)) <= max(2, len(others) // 2):
+            reasons.append(f"its label {first!r} is in no other row, whose labels are {len(set(others))} classes")
+        else:
+            return None
+    return "; ".join(reasons)
 
 
 def _read_text_file(path, text_column, label_columns, header, delimiter, what):
@@ -85,7 +138,17 @@ def _read_text_file(path, text_column, label_columns, header, delimiter, what):
             f"columns: {first_row}. If the file has no header row, pass "
             f"header=False and 0-based int column indexes."
         )
-    if header is True or (header == "auto" and named):
+    skip_header = header is True or (header == "auto" and bool(named))
+    if header == "auto" and not named:
+        reason = _header_reason(rows, [column for column in label_columns if not isinstance(column, str)])
+        if reason:
+            skip_header = True
+            warnings.warn(
+                f"reading the first row of {source} ({', '.join(map(repr, first_row))}) as a header: "
+                f"{reason}. Pass header=False (--header no) to read it as an example.",
+                stacklevel=6,
+            )
+    if skip_header:
         rows, lines = rows[1:], lines[1:]
         if not rows:
             raise DataError(f"{source} has a header but no data rows: add examples.")
@@ -138,7 +201,10 @@ def text_file(
             `(B, K)` targets.
         header: True, False or "auto": a header is detected when the named
             columns all appear in the first row. With int columns "auto"
-            means no header; pass header=True to skip one.
+            takes the first row for a header (with a warning) when its label
+            is not a number while all others are, or is a label no other row
+            has while theirs are a few classes; pass header=True or False to
+            decide.
         delimiter: Field separator, or "auto": tab for .tsv, comma for .csv,
             otherwise tab when the first line has one, else sniffed from
             ",;|". Tab-separated files are read without quote handling

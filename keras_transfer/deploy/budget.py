@@ -135,12 +135,13 @@ def export_within_budget(
             )
         best = min(within, key=lambda candidate: candidate.size_bytes)
         chosen = results[best.quantization]
-        for source, target in (
-            (chosen.path, path),
-            (chosen.metadata_path, metadata_path(path)),
-            (assets_path(chosen.path), assets_path(path)),
-        ):
-            if os.path.lexists(source):
-                files.replace(source, target)
+        # The file, its metadata and its assets replace what was there as a set, or not at all.
+        files.replace_together(
+            [
+                (chosen.path, path),
+                (chosen.metadata_path, metadata_path(path)),
+                (assets_path(chosen.path), assets_path(path)),
+            ]
+        )
         chosen.path, chosen.metadata_path = path, metadata_path(path)
         return BudgetChoice(chosen, best.quantization, max_accuracy_drop, tried)

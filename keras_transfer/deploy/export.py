@@ -17,7 +17,10 @@ An engine is the converter that writes the file (see `Engine`):
   `to_tflite` calls `export`); the default for those.
 
 Every file and folder is written atomically (temporary, then renamed), and
-nothing that exists is replaced unless `overwrite=True`. Beside every export
+nothing that exists is replaced unless `overwrite=True`: a `.tflite` file,
+its `.json` and its assets are replaced as a set (or not at all), and a
+SavedModel folder as a whole, only when it holds nothing but what an export
+writes (a foreign file is named, and the export refused). Beside every export
 lies a JSON metadata file (class names, inputs, quantization, your
 `metadata`): `<path>.json` next to a `.tflite` file (`model.tflite.json`), and
 `metadata.json` inside a SavedModel folder. `read_metadata(path)` reads it.
@@ -30,6 +33,7 @@ found in the modules beside it (`Quantization`, `representative_samples`,
 import abc
 import dataclasses
 import os
+import tempfile
 import warnings
 
 import tensorflow as tf
@@ -156,12 +160,24 @@ def export(
     info = export_metadata(model, format, path, signature, quantization, metadata)
     if format == "tflite":
         files.refuse_to_overwrite([path, metadata_path(path), assets_path(path)], overwrite)
-        with files.atomic_path(path) as temporary:
-            engine.write(graph, temporary, format=format, signature=signature, quantization=quantization)
-            info.update(export_assets(model, assets_path(path)))
-            files.write_json(info, metadata_path(path))
+        if os.path.isdir(path):
+            raise FileExistsError(f"{path!r} is a folder, not a .tflite file: choose another path.")
+        # The file, its metadata and its assets are written aside, then replace the old ones as a set.
+        with tempfile.TemporaryDirectory(dir=files.parent_folder(path), prefix=".tmp-export-") as work:
+            staged = os.path.join(work, os.path.basename(path))
+            engine.write(graph, staged, format=format, signature=signature, quantization=quantization)
+            info.update(export_assets(model, assets_path(staged)))
+            files.write_json(info, metadata_path(staged))
+            files.replace_together(
+                [
+                    (staged, path),
+                    (metadata_path(staged), metadata_path(path)),
+                    (assets_path(staged), assets_path(path)),
+                ]
+            )
     else:
         files.refuse_to_overwrite([path], overwrite)
+        refuse_foreign_files(path)  # before converting: --overwrite replaces only what an export wrote
         with files.atomic_folder(path) as temporary:
             engine.write(graph, temporary, format=format, signature=signature, quantization=quantization)
             info.update(export_assets(model, os.path.join(temporary, ASSETS_FOLDER)))
@@ -273,6 +289,25 @@ class TFKerasEngine(Engine):
 
 
 ENGINES = {engine.name: engine for engine in (KerasEngine(), TFKerasEngine())}
+
+
+def refuse_foreign_files(path):
+    """Raises FileExistsError when the existing `path` is not a SavedModel folder an export wrote.
+
+    Overwriting replaces the folder as a whole, so it must hold only what an
+    export writes (`atomic_files.SAVED_MODEL_FILES`): a file of the user's is
+    named, never deleted.
+    """
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path):
+        raise FileExistsError(f"{path!r} is a file, not a SavedModel folder: choose another path.")
+    foreign = files.foreign_files(path, files.SAVED_MODEL_FILES)
+    if foreign:
+        raise FileExistsError(
+            f"{path!r} holds files an export did not write: {', '.join(foreign)}. Overwriting replaces the "
+            "whole folder, so it is refused: move them out or choose another path; nothing was changed."
+        )
 
 
 def _engine(engine, model):

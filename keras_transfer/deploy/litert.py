@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from keras_transfer.errors import ModelFileError
 from keras_transfer.models.heads import Head
 
 
@@ -73,21 +74,35 @@ class LiteRTModel:
         self.path = None if path is None else os.fspath(path)
         self.num_threads = num_threads
         if metadata is None and path is not None and os.path.isfile(self.path + ".json"):
-            with open(self.path + ".json") as file:
-                metadata = json.load(file)
+            metadata = _read_metadata(self.path + ".json")
         self.metadata = metadata or {}
         self.class_names = self.metadata.get("class_names")
         head = self.metadata.get("head")
-        self.head = Head.from_config(head) if head else None
-        self._interpreter = interpreter or self._new_interpreter(num_threads)
-        self._signature = self._interpreter.get_signature_list() or None
-        if self._signature:
-            runner = self._interpreter.get_signature_runner()
-            self.input_details = runner.get_input_details()
-            (self._output,) = runner.get_output_details().values()
-        else:  # a file made elsewhere, without signatures: inputs by position
-            self.input_details = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
-            self._output = self._interpreter.get_output_details()[0]
+        try:
+            self.head = Head.from_config(head) if head else None
+        except (TypeError, ValueError) as error:
+            raise ModelFileError(
+                f"The metadata {self.path}.json has a head that cannot be read ({error}): export the model again."
+            ) from error
+        try:
+            self._interpreter = interpreter or self._new_interpreter(num_threads)
+            self._signature = self._interpreter.get_signature_list() or None
+            if self._signature:
+                runner = self._interpreter.get_signature_runner()
+                self.input_details = runner.get_input_details()
+                (self._output,) = runner.get_output_details().values()
+            else:  # a file made elsewhere, without signatures: inputs by position
+                self.input_details = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
+                self._output = self._interpreter.get_output_details()[0]
+        except (ValueError, RuntimeError, IndexError) as error:
+            if interpreter is not None:
+                raise
+            # LiteRT says "The model is not a valid Flatbuffer buffer" (truncated or not a .tflite at all).
+            raise ModelFileError(
+                f"{self.path!r} is not a readable .tflite model ({str(error).strip().splitlines()[0]}): the file "
+                "is truncated, corrupted or not a TFLite flatbuffer. Export it again (keras-transfer export, "
+                "or keras_transfer.export_model)."
+            ) from error
 
     def _new_interpreter(self, num_threads):
         with warnings.catch_warnings():
@@ -218,6 +233,20 @@ def compare_latency(paths, example=None, *, num_threads=1, repeats=50, warmup=5)
         path: Latency(statistics.median(values), statistics.fmean(values), min(values), repeats, num_threads)
         for path, values in milliseconds.items()
     }
+
+
+def _read_metadata(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            metadata = json.load(file)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelFileError(
+            f"Cannot read the metadata {path!r} ({error}): export the model again, or remove the file to "
+            "run the model without class names."
+        ) from error
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"The metadata {path!r} is not a JSON object: export the model again.")
+    return metadata
 
 
 def _quantize(value, detail):

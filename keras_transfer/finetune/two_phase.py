@@ -5,16 +5,33 @@ module does it: BatchNormalization stays in inference mode, the model is
 recompiled after every change of `trainable`, the second phase continues the
 epoch count of the first, and with LoRA the second phase trains only the
 adapters and the head.
+
+With a `backup_dir`, an interrupted `fine_tune` (Ctrl-C, a killed job) can be
+called again to continue: each phase runs with Keras's `BackupAndRestore`
+(`backup_dir/head`, `backup_dir/finetune`: weights, optimizer state and
+epoch after every epoch), every epoch's logs are kept (`<phase>.epochs.json`)
+so that the history is whole, and a finished phase leaves its weights and
+history (`<phase>.done.npz`, `<phase>.done.json`), so a second call skips it.
+The saved state is every variable as it is (LoRA adapters unmerged, the
+layers' random-seed states, the optimizer's), so with a fixed data order a
+resumed run ends where an uninterrupted one would. Two limits: an
+interrupted phase of progressive unfreezing starts again from its beginning,
+and early stopping starts counting its patience afresh.
 """
 
 import dataclasses
 import difflib
+import json
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 
+from keras_transfer import atomic_files as files
+from keras_transfer.finetune.divergence import StopOnNaN
+from keras_transfer.finetune.epoch_log import EpochLogMixin
 from keras_transfer.finetune.feature_cache import FeatureCache
 from keras_transfer.finetune.freezing import freeze
 from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
@@ -27,12 +44,15 @@ class FineTuneHistory:
     """The histories of both phases of `fine_tune`.
 
     `head` is the frozen-backbone phase, `finetune` the unfrozen phase (None
-    when it did not run); `seconds` holds each phase's wall time.
+    when it did not run); `seconds` holds each phase's wall time; `diverged`
+    says where the loss turned NaN or infinite (training then stopped with
+    the last good weights), or is None.
     """
 
     head: keras.callbacks.History | None
     finetune: keras.callbacks.History | None
     seconds: dict
+    diverged: str | None = None
 
     @property
     def phases(self):
@@ -50,6 +70,171 @@ class FineTuneHistory:
             for key, values in history.history.items():
                 merged.setdefault(key, []).extend(float(v) for v in values)
         return merged
+
+
+def _history(epochs):
+    """A `keras.callbacks.History` of `{epoch: logs}`, as `fit` returns it."""
+    history = keras.callbacks.History()
+    history.epoch = sorted(int(epoch) for epoch in epochs)
+    history.history = {}
+    for epoch in history.epoch:
+        for key, value in epochs[str(epoch)].items():
+            history.history.setdefault(key, []).append(value)
+    return history
+
+
+class _EpochLog(EpochLogMixin, keras.callbacks.Callback):
+    """Keeps every epoch's logs in a JSON file, so that a resumed phase's history starts at its first epoch."""
+
+    def history(self):
+        return _history(self.epochs)
+
+
+class _BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore`, keeping every variable as it is (model and optimizer) in one file.
+
+    Keras's weights file folds LoRA adapters into the kernels and leaves out
+    the random-seed states (dropout), from which a resumed run could not go on
+    as the interrupted one would have; one `.npz`
+    written atomically (weights, optimizer variables and the epoch together)
+    also cannot be left half-written.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir)
+        self._state_path = os.path.join(backup_dir, "latest.state.npz")
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        if not os.path.isfile(self._state_path):
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        variables = _state_variables(self.model)
+        with np.load(self._state_path) as saved:
+            if int(saved["count"]) != len(variables):
+                raise ValueError(
+                    f"The backup in {self.backup_dir!r} holds {int(saved['count'])} variables, but the model and "
+                    f"optimizer have {len(variables)}: was it made by another model or recipe?"
+                )
+            for index, variable in enumerate(variables):
+                variable.assign(saved[f"v{index}"])
+            self.model._initial_epoch = int(saved["epoch"])
+
+    def _save_model(self):
+        variables = _state_variables(self.model)
+        arrays = {f"v{index}": np.asarray(variable) for index, variable in enumerate(variables)}
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with files.atomic_path(self._state_path) as temporary:
+            with open(temporary, "wb") as file:
+                np.savez(file, count=len(variables), epoch=self._current_epoch, **arrays)
+        files.write_json({"epoch": self._current_epoch}, self._training_metadata_path)
+
+
+def _state_variables(model, optimizer=True):
+    """What a resumed run needs as it was: the model's variables (with its layers' random-seed states,
+    e.g. dropout's) and, with `optimizer`, the optimizer's."""
+    variables = list(model.variables)
+    if optimizer and model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    return variables
+
+
+class _Backup:
+    """What `fine_tune(backup_dir=...)` keeps to continue after an interruption (see the module's docstring)."""
+
+    def __init__(self, folder, recipe):
+        self.folder = os.fspath(folder)
+        self.recipe = _recipe_fingerprint(recipe)
+        os.makedirs(self.folder, exist_ok=True)
+        recipe_file = os.path.join(self.folder, "recipe.json")
+        if os.path.isfile(recipe_file):
+            with open(recipe_file) as file:
+                saved = json.load(file)
+            if saved != self.recipe:
+                keys = set(saved) | set(self.recipe)
+                differing = sorted(key for key in keys if saved.get(key) != self.recipe.get(key))
+                raise ValueError(
+                    f"backup_dir {self.folder!r} holds a run of another recipe (differing: {', '.join(differing)}): "
+                    "give the same recipe to continue it, or another (or emptied) backup_dir to start again."
+                )
+        else:
+            files.write_json(self.recipe, recipe_file)
+
+    def _path(self, name):
+        return os.path.join(self.folder, name)
+
+    def finished(self, phase):
+        """`(History, seconds)` of a phase that finished in an earlier call, or None."""
+        path = self._path(f"{phase}.done.json")
+        if not (os.path.isfile(path) and os.path.isfile(self._path(f"{phase}.done.npz"))):
+            return None
+        with open(path) as file:
+            done = json.load(file)
+        return _history(done["epochs"]), done["seconds"]
+
+    def restore(self, model, phase):
+        with np.load(self._path(f"{phase}.done.npz")) as saved:
+            for index, variable in enumerate(_state_variables(model, optimizer=False)):
+                variable.assign(saved[f"arr_{index}"])
+
+    def resumed_epoch(self, phase):
+        """The epoch an interrupted `phase` goes on from (0 when none was backed up)."""
+        try:
+            with open(self._path(os.path.join(phase, "training_metadata.json"))) as file:
+                return int(json.load(file)["epoch"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def callbacks(self, phase, restore=True):
+        """The epoch log and Keras's `BackupAndRestore` of `phase` (the log first: an epoch logged
+        but not backed up runs again, never the other way round); without `restore`, the log alone:
+        an interrupted phase then starts again from its beginning."""
+        log = _EpochLog(self._path(f"{phase}.epochs.json"))
+        return log, [log, _BackupAndRestore(self._path(phase))] if restore else [log]
+
+    def mark_finished(self, model, phase, log, seconds):
+        with files.atomic_path(self._path(f"{phase}.done.npz")) as temporary:
+            with open(temporary, "wb") as file:
+                np.savez(file, *(np.asarray(variable) for variable in _state_variables(model, optimizer=False)))
+        files.write_json({"epochs": log.epochs, "seconds": seconds}, self._path(f"{phase}.done.json"))
+        os.remove(log.path)
+        shutil.rmtree(self._path(phase), ignore_errors=True)  # BackupAndRestore's own state (removed at train end)
+
+
+def _recipe_fingerprint(recipe):
+    """The recipe's fields as JSON (objects by their class name), to compare a resumed run's."""
+    fields = {}
+    for field in dataclasses.fields(recipe):
+        value = getattr(recipe, field.name)
+        try:
+            fields[field.name] = json.loads(json.dumps(value))
+        except TypeError:
+            fields[field.name] = type(value).__name__
+    return fields
+
+
+def backup_progress(backup_dir):
+    """`(epochs finished, phase)` of an interrupted `fine_tune(backup_dir=...)`: what a resumed call skips."""
+    done = 0
+    phase = None
+    for name in ("head", "finetune"):
+        finished = os.path.join(backup_dir, f"{name}.done.json")
+        state = os.path.join(backup_dir, name, "training_metadata.json")
+        if os.path.isfile(finished):
+            with open(finished) as file:
+                epochs = json.load(file)["epochs"]
+            done, phase = max([done, *(int(epoch) + 1 for epoch in epochs)]), name
+        elif os.path.isfile(state):
+            try:
+                with open(state) as file:
+                    done, phase = max(done, int(json.load(file)["epoch"])), name
+            except (OSError, ValueError, KeyError):
+                pass
+    return done, phase
 
 
 def phase_callbacks(phase, *, has_validation, early_stopping=None, checkpoint_dir=None):
@@ -80,11 +265,21 @@ def phase_callbacks(phase, *, has_validation, early_stopping=None, checkpoint_di
 
 
 def fine_tune(
-    model, train, validation_data, recipe, *, checkpoint_dir=None, callbacks=(), batch_size=None, verbose="auto"
+    model,
+    train,
+    validation_data,
+    recipe,
+    *,
+    checkpoint_dir=None,
+    callbacks=(),
+    batch_size=None,
+    verbose="auto",
+    backup_dir=None,
 ):
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
     model.check_data(train, validation_data)
     check_recipe_fits(model, recipe)
+    backup = _Backup(backup_dir, recipe) if backup_dir is not None else None
     if recipe.lora_rank and not model.lora_layers:
         model.enable_lora(recipe.lora_rank)
     progressive = recipe.unfreeze if isinstance(recipe.unfreeze, ProgressiveUnfreezing) else None
@@ -105,6 +300,8 @@ def fine_tune(
     )
     seconds = {}
     head_history = finetune_history = None
+    # A loss that turns NaN stops the phase with the last good weights; nothing trains after it.
+    head_guard, finetune_guard = StopOnNaN("head"), StopOnNaN("fine-tuning")
     if recipe.head_epochs:
         model.freeze_backbone()
         model.compile(
@@ -113,29 +310,47 @@ def fine_tune(
                 recipe.head_learning_rate, recipe.schedule, steps_per_epoch, recipe.head_epochs
             ),
         )
-        start = time.perf_counter()
-        if recipe.cache_features:
-            head_history = _fit_head_on_cached_features(
-                model,
-                train,
-                validation_data,
-                recipe,
-                batch_size=batch_size,
-                callbacks=callbacks,
-                phase_options=phase_options,
-                seconds=seconds,
-                verbose=verbose,
-            )
+        finished = backup.finished("head") if backup is not None else None
+        if finished is not None:  # an earlier call finished this phase
+            backup.restore(model, "head")
+            head_history, seconds["head"] = finished
         else:
-            head_history = model.fit(
-                x,
-                y,
-                epochs=recipe.head_epochs,
-                callbacks=[*phase_callbacks("head", **phase_options), *callbacks],
-                **fit_options,
-            )
-        seconds["head"] = time.perf_counter() - start
-    if recipe.finetune_epochs:
+            log, backup_callbacks = backup.callbacks("head") if backup is not None else (None, [])
+            start = time.perf_counter()
+            if recipe.cache_features:
+                head_history = _fit_head_on_cached_features(
+                    model,
+                    train,
+                    validation_data,
+                    recipe,
+                    batch_size=batch_size,
+                    callbacks=[head_guard, *backup_callbacks, *callbacks],
+                    phase_options=phase_options,
+                    seconds=seconds,
+                    verbose=verbose,
+                    resumed_epoch=backup.resumed_epoch("head") if backup is not None else 0,
+                )
+            else:
+                try:
+                    head_history = model.fit(
+                        x,
+                        y,
+                        epochs=recipe.head_epochs,
+                        callbacks=[
+                            head_guard,
+                            *backup_callbacks,
+                            *phase_callbacks("head", **phase_options),
+                            *callbacks,
+                        ],
+                        **fit_options,
+                    )
+                finally:
+                    model._initial_epoch = None  # set by BackupAndRestore; Keras keeps it for the next fit
+            seconds["head"] = time.perf_counter() - start
+            if backup is not None:
+                head_history = log.history()
+                backup.mark_finished(model, "head", log, seconds["head"])
+    if recipe.finetune_epochs and not head_guard.stopped:
         if model.lora_layers:
             model.train_lora_only()
         else:
@@ -153,27 +368,45 @@ def fine_tune(
             model.compile(
                 layerwise_learning_rates(model.optimizer, model, depth_decay(model, float(recipe.layer_decay)))
             )
-        # Continue the epoch count where the head phase stopped (early or not).
-        first_epoch = len(head_history.epoch) if head_history is not None else 0
-        start = time.perf_counter()
-        finetune_history = model.fit(
-            x,
-            y,
-            initial_epoch=first_epoch,
-            epochs=first_epoch + recipe.finetune_epochs,
-            callbacks=[
-                *phase_callbacks("finetune", **phase_options),
-                *callbacks,
-                *([progressive] if progressive is not None else []),
-            ],
-            **fit_options,
-        )
-        seconds["finetune"] = time.perf_counter() - start
-    return FineTuneHistory(head_history, finetune_history, seconds)
+        finished = backup.finished("finetune") if backup is not None else None
+        if finished is not None:
+            backup.restore(model, "finetune")
+            finetune_history, seconds["finetune"] = finished
+        else:
+            # Progressive unfreezing builds its optimizer when the phase starts, over the blocks
+            # it will open: an interrupted phase of it starts again (from the head phase's end).
+            restore = progressive is None
+            log, backup_callbacks = backup.callbacks("finetune", restore) if backup is not None else (None, [])
+            # Continue the epoch count where the head phase stopped (early or not).
+            first_epoch = len(head_history.epoch) if head_history is not None else 0
+            start = time.perf_counter()
+            try:
+                finetune_history = model.fit(
+                    x,
+                    y,
+                    initial_epoch=first_epoch,
+                    epochs=first_epoch + recipe.finetune_epochs,
+                    callbacks=[
+                        finetune_guard,
+                        *backup_callbacks,
+                        *phase_callbacks("finetune", **phase_options),
+                        *callbacks,
+                        *([progressive] if progressive is not None else []),
+                    ],
+                    **fit_options,
+                )
+            finally:
+                model._initial_epoch = None
+            seconds["finetune"] = time.perf_counter() - start
+            if backup is not None:
+                finetune_history = log.history()
+                backup.mark_finished(model, "finetune", log, seconds["finetune"])
+    diverged = next((guard.message for guard in (head_guard, finetune_guard) if guard.stopped), None)
+    return FineTuneHistory(head_history, finetune_history, seconds, diverged)
 
 
 def _fit_head_on_cached_features(
-    model, train, validation_data, recipe, *, batch_size, callbacks, phase_options, seconds, verbose
+    model, train, validation_data, recipe, *, batch_size, callbacks, phase_options, seconds, verbose, resumed_epoch=0
 ):
     extractor = model.feature_extractor()
     directory = None if recipe.cache_features is True else os.fspath(recipe.cache_features)
@@ -201,9 +434,13 @@ def _fit_head_on_cached_features(
     head.compile(optimizer=model.optimizer, loss=model.loss, metrics=model.head.metrics())
     head_batch = batch_size or train_cache.batch_size
     early_stopping_only = dict(phase_options, checkpoint_dir=None)
+    # Seeded from the global seed (keras.utils.set_random_seed), so a run is repeatable; a resumed
+    # run skips the batches of the epochs that finished, so it sees what the uninterrupted run saw.
+    seed = int(np.random.randint(2**31 - 1))
+    steps = train_cache.steps(head_batch)
     history = head.fit(
-        train_cache.dataset(head_batch),
-        steps_per_epoch=train_cache.steps(head_batch),
+        train_cache.dataset(head_batch, seed=seed).skip(resumed_epoch * steps),
+        steps_per_epoch=steps,
         epochs=recipe.head_epochs,
         validation_data=validation_cache.validation_dataset(head_batch) if validation_cache else None,
         callbacks=[*phase_callbacks("head", **early_stopping_only), *callbacks],
@@ -211,7 +448,8 @@ def _fit_head_on_cached_features(
         verbose=verbose,
     )
     if phase_options["checkpoint_dir"] is not None:
-        model.save(os.path.join(phase_options["checkpoint_dir"], "best_head.keras"))
+        os.makedirs(phase_options["checkpoint_dir"], exist_ok=True)
+        files.save_model(model, os.path.join(phase_options["checkpoint_dir"], "best_head.keras"))
     return history
 
 

@@ -13,7 +13,7 @@ import re
 
 import keras
 
-from keras_transfer.errors import UnknownBackboneError
+from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError, is_download_failure
 from keras_transfer.models.layers import BackbonePreprocessing
 
 IMAGENET = "imagenet"
@@ -179,7 +179,7 @@ def _check_weights(weights):
         return os.fspath(weights)
     raise ValueError(
         f"weights={weights!r} is neither 'imagenet', None, nor an existing "
-        "weights file: pass one of those (check the path)."
+        "weights file (.h5 or .weights.h5): pass one of those (check the path)."
     )
 
 
@@ -243,19 +243,62 @@ def build_backbone(name, *, weights=IMAGENET, image_size=None):
             f"{spec.imagenet_size}x{spec.imagenet_size}, got {size[0]}x{size[1]}: pass "
             f"image_size={spec.imagenet_size} or weights=None."
         )
-    model = spec.build_model(weights, input_shape=(*size, 3))
+    try:
+        model = spec.build_model(weights, input_shape=(*size, 3))
+    except Exception as error:
+        if weights == IMAGENET and is_download_failure(error):
+            raise WeightsUnavailableError(_imagenet_download_message(spec, error)) from error
+        raise
     preprocessor = BackbonePreprocessing(spec.preprocessing, name="preprocessing")
     return BuiltBackbone(model, preprocessor, size, spec.name)
+
+
+def _keras_cache_dir():
+    try:
+        from keras.src.backend.config import keras_home
+    except ImportError:  # older Keras
+        return os.path.join(os.path.expanduser("~"), ".keras", "models")
+    return os.path.join(keras_home(), "models")
+
+
+def _imagenet_download_message(spec, error):
+    url = re.search(r"https?://\S+?(?=:?\s|$)", str(error))
+    file = url.group(0).rsplit("/", 1)[-1] if url else None
+    where = f"the file {file} (from {url.group(0)})" if url else "the weights file"
+    return (
+        f"could not download the ImageNet weights of {spec.name} (no network?). Give them another way: "
+        f"copy {where} into {_keras_cache_dir()}, or pass weights=PATH to a local weights file "
+        "(.h5 or .weights.h5), or weights=None to start from random weights."
+    )
+
+
+def hub_download_message(preset):
+    """The message for a keras-hub `preset` that could not be downloaded."""
+    return (
+        f"could not download the keras-hub preset {preset!r} (no network?). Give a local preset folder "
+        "instead: download the preset's files where there is network (e.g. with kagglehub.model_download "
+        "or `huggingface-cli download`), copy the folder here and pass its path as the backbone."
+    )
+
+
+def load_from_hub(load, preset):
+    """`load()` (a keras-hub `from_preset` call), a failed download a `WeightsUnavailableError`."""
+    try:
+        return load()
+    except Exception as error:
+        if is_download_failure(error):
+            raise WeightsUnavailableError(hub_download_message(preset)) from error
+        raise
 
 
 def _build_keras_hub_backbone(preset, weights, image_size):
     import keras_hub
 
     load_weights = weights == IMAGENET
-    model = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
+    model = load_from_hub(lambda: keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights), preset)
     if weights not in (None, IMAGENET):
         model.load_weights(weights)
-    converter = keras_hub.layers.ImageConverter.from_preset(preset, name="preprocessing")
+    converter = load_from_hub(lambda: keras_hub.layers.ImageConverter.from_preset(preset, name="preprocessing"), preset)
     if image_size is not None:
         converter.image_size = _image_size(image_size, None)
     if converter.image_size is None:
@@ -268,7 +311,7 @@ def default_image_size(name):
     if is_keras_hub_source(name):
         import keras_hub
 
-        size = keras_hub.layers.ImageConverter.from_preset(name).image_size
+        size = load_from_hub(lambda: keras_hub.layers.ImageConverter.from_preset(name), name).image_size
         if size is None:
             raise ValueError(f"The keras-hub preset {name!r} does not say its image size: pass image_size.")
         return tuple(size)

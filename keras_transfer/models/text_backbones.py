@@ -6,7 +6,8 @@ import os
 
 import keras
 
-from keras_transfer.errors import UnknownBackboneError
+from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError
+from keras_transfer.models.image_backbones import load_from_hub
 
 PRETRAINED = "pretrained"
 
@@ -97,15 +98,21 @@ def build_text_backbone(source, *, weights=PRETRAINED, sequence_length=None):
             f"weights={weights!r} is neither 'pretrained', None, nor an existing "
             "weights file: pass one of those (check the path)."
         )
-    model = keras_hub.models.Backbone.from_preset(source, load_weights=weights == PRETRAINED)
+    model = load_from_hub(
+        lambda: keras_hub.models.Backbone.from_preset(source, load_weights=weights == PRETRAINED), source
+    )
     if weights not in (PRETRAINED, None):
         model.load_weights(weights)
     options = {} if sequence_length is None else {"sequence_length": int(sequence_length)}
     try:
-        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(source, **options)
+        preprocessor = load_from_hub(
+            lambda: keras_hub.models.TextClassifierPreprocessor.from_preset(source, **options), source
+        )
+    except WeightsUnavailableError:
+        raise
     except ValueError:
         # Families without a classifier preprocessor of their own (e.g. ELECTRA)
         # still have a tokenizer; the generic packer adds [CLS]/[SEP].
-        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(source)
+        tokenizer = load_from_hub(lambda: keras_hub.tokenizers.Tokenizer.from_preset(source), source)
         preprocessor = keras_hub.models.TextClassifierPreprocessor(tokenizer=tokenizer, **options)
     return BuiltTextBackbone(model, preprocessor, source)

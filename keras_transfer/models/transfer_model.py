@@ -226,6 +226,7 @@ class TransferModel(keras.Model):
         callbacks=(),
         batch_size=None,
         verbose="auto",
+        backup_dir=None,
         **options,
     ):
         """Trains the head on a frozen backbone, then fine-tunes the top of the backbone.
@@ -248,6 +249,15 @@ class TransferModel(keras.Model):
                 features the head phase runs them on `head_model()`).
             batch_size: for array inputs.
             verbose: Keras's `verbose` (progress bars by default).
+            backup_dir: a folder that makes an interrupted call resumable:
+                each phase runs with `keras.callbacks.BackupAndRestore`, and a
+                finished phase leaves its weights and history there. Call
+                again with the same model, data, recipe and `backup_dir` after
+                an interruption (Ctrl-C) to skip what finished and go on from
+                the last completed epoch; with a fixed data order the result
+                equals an uninterrupted run's. The folder is kept afterwards
+                (a later call returns the finished result): remove it to
+                start again.
             **options: `Recipe` options that change the recipe for this call,
                 e.g. `head_epochs=3, unfreeze=0.5` (see `Recipe` for all);
                 `unfreeze` also takes a `ProgressiveUnfreezing` callback.
@@ -265,6 +275,7 @@ class TransferModel(keras.Model):
             callbacks=callbacks,
             batch_size=batch_size,
             verbose=verbose,
+            backup_dir=backup_dir,
         )
 
     # --- features ----------------------------------------------------------
@@ -313,6 +324,8 @@ class TransferModel(keras.Model):
         for name, data in (("training", train), ("validation", validation_data)):
             if isinstance(data, tuple):
                 self._check_arrays(*data, name)
+            elif isinstance(data, tf.data.Dataset):
+                self._check_dataset_sample(data, name)
         if self.head.task == "multiclass":
             for dataset in (train, validation_data):
                 if dataset is not None and not isinstance(dataset, tuple):
@@ -332,6 +345,24 @@ class TransferModel(keras.Model):
             )
         if train_names and self.class_names is None and self.head.task == "multiclass":
             self.class_names = list(train_names)
+
+    def _check_dataset_sample(self, dataset, name, batches=3):
+        """NaN or Inf in the first `batches` batches of a dataset (numbers only; texts are skipped)."""
+        if getattr(dataset, "_keras_transfer_sample_checked", False):
+            return
+        if not any(spec.dtype.is_floating for spec in keras.tree.flatten(dataset.element_spec)):
+            return  # texts, int ids and int labels cannot be NaN
+        for index, batch in enumerate(dataset.take(batches)):
+            parts = batch if isinstance(batch, tuple) else (batch,)
+            for part, what in zip(parts, ("inputs", "labels", "sample weights")):
+                for value in keras.tree.flatten(part):
+                    if value.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(value))):
+                        where = f"The {name} {what} in batch {index + 1} (of the first {batches})"
+                        data_lib.check_finite(value.numpy(), where)
+        try:
+            dataset._keras_transfer_sample_checked = True  # each dataset once: fine_tune runs check_data again
+        except AttributeError:
+            pass
 
     def _check_arrays(self, inputs, labels, name):
         """`(inputs, labels)` arrays: finite numbers, and class indices the head has."""

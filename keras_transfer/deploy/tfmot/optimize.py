@@ -14,6 +14,7 @@ exports to LiteRT:
 """
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,7 @@ def quantization_aware(
     steps_per_epoch=None,
     calibration_batches=16,
     verbose="auto",
+    backup_dir=None,
 ):
     """Quantization-aware fine-tuning of a Keras 3 model; exports as real int8.
 
@@ -136,6 +138,10 @@ def quantization_aware(
         steps_per_epoch: batches per epoch (all of `train_data` by default).
         calibration_batches: batches that set the activation ranges.
         verbose: Keras's `verbose`.
+        backup_dir: a folder that makes an interrupted fine-tuning resumable:
+            tf_keras's `BackupAndRestore` keeps the weights, optimizer state
+            and epoch there after every epoch, and a call with the same
+            arguments and `backup_dir` goes on from the last completed epoch.
 
     Returns:
         An `OptimizedModel` with method `"quantization_aware"`.
@@ -159,7 +165,9 @@ def quantization_aware(
     with quantize.quantize_scope({type(output_only).__name__: type(output_only)}):
         quantized = quantize.quantize_apply(annotated)
     calibrate_ranges(quantized, train_data, calibration_batches, _FIT_BATCH_SIZE)
-    history = _fine_tune(quantized, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose)
+    history = _fine_tune(
+        quantized, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, backup_dir
+    )
     return _result(quantized, "quantization_aware", settings, history, model, bridged)
 
 
@@ -173,6 +181,7 @@ def prune(
     validation_data=None,
     steps_per_epoch=None,
     verbose="auto",
+    backup_dir=None,
 ):
     """Magnitude pruning of the Conv/Dense kernels to `sparsity`, with fine-tuning.
 
@@ -187,7 +196,7 @@ def prune(
         sparsity: target fraction of zero weights in each pruned kernel, in (0, 1).
         epochs: fine-tuning epochs.
         learning_rate: Adam's learning rate.
-        validation_data, steps_per_epoch, verbose: as for `quantization_aware`.
+        validation_data, steps_per_epoch, verbose, backup_dir: as for `quantization_aware`.
 
     Returns:
         An `OptimizedModel` with method `"prune"` and the measured `sparsity`.
@@ -219,6 +228,7 @@ def prune(
         validation_data,
         steps_per_epoch,
         verbose,
+        backup_dir,
         callbacks=[sparsity_lib.UpdatePruningStep()],
     )
     stripped = sparsity_lib.strip_pruning(pruning)
@@ -238,6 +248,7 @@ def cluster(
     validation_data=None,
     steps_per_epoch=None,
     verbose="auto",
+    backup_dir=None,
 ):
     """Weight clustering of the Conv/Dense kernels into `clusters` shared values.
 
@@ -249,7 +260,7 @@ def cluster(
         learning_rate: Adam's learning rate.
         init: centroid initialisation: `"kmeans_plus_plus"`, `"linear"`,
             `"density_based"` or `"random"`.
-        validation_data, steps_per_epoch, verbose: as for `quantization_aware`.
+        validation_data, steps_per_epoch, verbose, backup_dir: as for `quantization_aware`.
 
     Returns:
         An `OptimizedModel` with method `"cluster"` and `unique_values` per kernel.
@@ -269,7 +280,9 @@ def cluster(
         return layer
 
     clustered = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
-    history = _fine_tune(clustered, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose)
+    history = _fine_tune(
+        clustered, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, backup_dir
+    )
     stripped = clustering.strip_clustering(clustered)
     result = _result(stripped, "cluster", settings, history, model, bridged)
     result.unique_values = {
@@ -401,21 +414,48 @@ def _loss_and_metrics(head, labels):
 
 
 def _fine_tune(
-    tf_model, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, callbacks=()
+    tf_model,
+    model,
+    train_data,
+    epochs,
+    learning_rate,
+    validation_data,
+    steps_per_epoch,
+    verbose,
+    backup_dir=None,
+    callbacks=(),
 ):
     loss, metrics = _loss_and_metrics(guess_head(model), _first_labels(train_data))
     tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     if isinstance(validation_data, tuple):
         validation_data = tuple(np.asarray(part) for part in validation_data)
+    backup = []
+    log = None
+    if backup_dir is not None:
+        # The epoch log first: an epoch logged but not backed up runs again, never the other way round.
+        log = _epoch_log(os.path.join(os.fspath(backup_dir), "epochs.json"))
+        backup = [log, tf_keras().callbacks.BackupAndRestore(os.path.join(os.fspath(backup_dir), "state"))]
     history = tf_model.fit(
         **_fit_arguments(train_data),
         epochs=epochs,
         validation_data=validation_data,
         steps_per_epoch=steps_per_epoch,
-        callbacks=list(callbacks),
+        callbacks=[*backup, *callbacks],
         verbose=verbose,
     )
+    if log is not None and log.epochs:
+        return log.metrics()
     return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+def _epoch_log(path):
+    """A tf_keras callback keeping every epoch's logs in `path`, for the whole history of a resumed fit."""
+    from keras_transfer.finetune.epoch_log import EpochLogMixin
+
+    class EpochLog(EpochLogMixin, tf_keras().callbacks.Callback):
+        pass
+
+    return EpochLog(path)
 
 
 def _result(tf_model, method, settings, history, model, bridged):
