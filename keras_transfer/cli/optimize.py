@@ -106,6 +106,7 @@ def run(args):
             args, folder, model, method, train, evaluated, options
         )
     except KeyboardInterrupt:
+        print(flush=True)  # end the progress bar's line
         print(
             f"Interrupted; what finished is kept in {folder.partial}. Run the same command with --resume "
             "to go on from the last completed epoch, or with --overwrite to start again.",

@@ -183,6 +183,7 @@ def run(args):
     try:
         summary, report, seconds = _train_and_write(args, folder, model, train, validation, recipe)
     except KeyboardInterrupt:
+        print(flush=True)  # end the progress bar's line
         print(interrupted_message(folder, recipe), file=sys.stderr)
         raise
     folder.finish()

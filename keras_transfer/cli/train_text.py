@@ -219,6 +219,7 @@ def run(args):
             args, folder, model, train, validation, recipe, name
         )
     except KeyboardInterrupt:
+        print(flush=True)  # end the progress bar's line
         print(interrupted_message(folder, recipe), file=sys.stderr)
         raise
     folder.finish()
