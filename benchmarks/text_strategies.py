@@ -21,8 +21,15 @@ The defaults took about 22 minutes on 2 CPU cores shared with other jobs
 
 Writes `results/text_strategies.json` and `.md` beside this file.
 
+The same run also measures length bucketing (`TextClassifier(bucket_by_length=...)`):
+training steps of the whole network on SST-2 training sentences, in tokens per
+second, with batches padded to the full sequence length and with length-bucketed
+batches, side by side on the same model and sentences (a few minutes; alone with
+`--only bucketing`). Writes `results/text_bucketing.json` and `.md`.
+
     python benchmarks/text_strategies.py [--train-examples 1000] [--epochs 2]
-        [--sequence-length 64] [--recipes frozen,full,lora]
+        [--sequence-length 64] [--recipes frozen,full,lora] [--only strategies|bucketing]
+        [--bucketing-examples 384] [--bucketing-rounds 2]
 """
 
 import argparse
@@ -131,6 +138,133 @@ def _run(recipe, args, paths, sequence_length):
     return result
 
 
+class _StepTimer(keras.callbacks.Callback):
+    """Seconds and tokens of the training steps after the first `skip` (tracing and warm-up)."""
+
+    def __init__(self, skip):
+        super().__init__()
+        self.skip, self.seconds, self.steps, self._start = skip, 0.0, 0, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch >= self.skip:
+            self.seconds += time.perf_counter() - self._start
+            self.steps += 1
+
+
+def _bucketing(args, paths, sequence_length):
+    """Tokens per second of training steps: fixed-length padding against length buckets, on one model."""
+    from keras_transfer.data import length_buckets
+
+    keras.utils.set_random_seed(0)
+    texts, labels = _texts_and_labels(_load(paths["train"], max_examples=args.bucketing_examples))
+    model = kt.TextClassifier(
+        paths["backbone"], class_names=CLASS_NAMES, pooling="mean", sequence_length=sequence_length
+    )
+    model.compile("adam", learning_rate=1e-5)  # every weight trains, as in full fine-tuning
+    batch_size = args.batch_size
+    skip = 2  # the first steps of an epoch trace the step and fill the pipeline
+    measured = {"fixed": {"seconds": 0.0, "steps": 0}, "bucketed": {"seconds": 0.0, "steps": 0}}
+    padding = {}
+    for mode in ("fixed", "bucketed"):
+        model.bucket_by_length = mode == "bucketed"
+        batches = model._bucketed_batches(texts, labels, batch_size=batch_size, shuffle=False, training=True)
+        real, padded = length_buckets.padded_tokens(batches.skip(skip))
+        widths = sorted({int(batch[0]["padding_mask"].shape[1]) for batch in batches})
+        padding[mode] = {"real_tokens": real, "padded_tokens": padded, "widths": widths}
+    # Alternating rounds: a machine shared with other jobs slows both modes alike.
+    for round_index in range(args.bucketing_rounds):
+        for mode in ("fixed", "bucketed"):
+            model.bucket_by_length = mode == "bucketed"
+            timer = _StepTimer(skip)
+            # Without shuffling both modes see the same sentences in the same batches' windows.
+            model.fit(texts, labels, batch_size=batch_size, epochs=1, shuffle=False, callbacks=[timer], verbose=0)
+            measured[mode]["seconds"] += timer.seconds
+            measured[mode]["steps"] += timer.steps
+            print(f"bucketing round {round_index + 1} {mode}: {timer.steps} steps in {timer.seconds:.1f} s", flush=True)
+    result = {"sequence_length": model.sequence_length, "batch_size": batch_size, "examples": len(texts)}
+    for mode in ("fixed", "bucketed"):
+        seconds = measured[mode]["seconds"]
+        rounds = args.bucketing_rounds
+        result[mode] = padding[mode] | {
+            "seconds": round(seconds, 2),
+            "steps": measured[mode]["steps"],
+            # Real tokens: the sentences' own ([CLS] and [SEP] included), the same in both modes.
+            "tokens_per_second": round(rounds * padding[mode]["real_tokens"] / seconds, 1),
+            "padded_tokens_per_second": round(rounds * padding[mode]["padded_tokens"] / seconds, 1),
+            "padding_fraction": round(1 - padding[mode]["real_tokens"] / padding[mode]["padded_tokens"], 4),
+        }
+    result["speedup"] = round(result["bucketed"]["tokens_per_second"] / result["fixed"]["tokens_per_second"], 2)
+    result["bucket_lengths"] = list(model.bucket_lengths)
+    return result
+
+
+def _bucketing_table(result):
+    rows = [
+        "| padding | tokens/s (real) | padded tokens/s | padding fraction | batch widths | timed steps | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, label in (("fixed", f"fixed ({result['sequence_length']})"), ("bucketed", "length buckets")):
+        row = result[mode]
+        rows.append(
+            f"| {label} | {row['tokens_per_second']:,.0f} | {row['padded_tokens_per_second']:,.0f} "
+            f"| {row['padding_fraction']:.1%} | {', '.join(map(str, row['widths']))} | {row['steps']} "
+            f"| {row['seconds']:.1f} |"
+        )
+    return "\n".join(rows) + f"\n\nSpeed-up (real tokens per second, bucketed / fixed): {result['speedup']:.2f}x"
+
+
+def _run_bucketing(args, paths, sequence_length):
+    begin, load_before = time.perf_counter(), os.getloadavg()
+    result = _bucketing(args, paths, sequence_length if sequence_length != "auto" else 64)
+    result["environment"] = _environment(load_before) | {"seconds": round(time.perf_counter() - begin, 1)}
+    out_dir = os.path.join(os.path.dirname(__file__), "results")
+    kt.files.write_json(result, os.path.join(out_dir, "text_bucketing.json"))
+    environment = result["environment"]
+    setup = (
+        f"all-MiniLM-L6-v2 (mean pooling, every weight training, Adam) on {result['examples']} SST-2 training "
+        f"sentences (seeded subset), sequence length {result['sequence_length']}, batch {result['batch_size']}, "
+        f"{args.bucketing_rounds} alternating round(s) of one epoch each way; the first 2 steps of each epoch "
+        f"are not timed. Bucket lengths {', '.join(map(str, result['bucket_lengths']))}. "
+        f"{environment['cpu']} ({environment['cpus']} CPUs, 1-min load average "
+        f"{environment['load_average_1min']['start']:g} to {environment['load_average_1min']['end']:g}), "
+        f"{environment['gpus']} GPUs, TensorFlow {tf.__version__}; {environment['seconds']:.0f} s in all."
+    )
+    table = _bucketing_table(result)
+    with kt.files.atomic_path(os.path.join(out_dir, "text_bucketing.md")) as path:
+        with open(path, "w") as file:
+            file.write(table + "\n\n" + setup + "\n")
+    print(table)
+    print(setup)
+    print(json.dumps(result))
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _environment(load_before):
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cpus": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "machine": platform.machine(),
+        # Other jobs on the machine slow everything down: timings compare only within one run.
+        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+    }
+
+
 def _table(results):
     rows = [
         "| recipe | dev accuracy | trainable params | trainable % | total params "
@@ -206,6 +340,13 @@ def main():
         help=f"default: the lora recipe's {TEXT_RECIPES['lora'].finetune_learning_rate:g}",
     )
     parser.add_argument("--lora-rank", type=int, help=f"default: the lora recipe's {TEXT_RECIPES['lora'].lora_rank}")
+    parser.add_argument(
+        "--only", choices=("strategies", "bucketing"), help="run only the recipes, or only the bucketing measurement"
+    )
+    parser.add_argument(
+        "--bucketing-examples", type=int, default=384, help="training sentences of the bucketing measurement"
+    )
+    parser.add_argument("--bucketing-rounds", type=int, default=2, help="alternating epochs of each padding")
     args = parser.parse_args()
     if args.frozen_epochs is None:
         args.frozen_epochs = args.epochs
@@ -232,6 +373,11 @@ def main():
         "train": os.path.join(assets, "text", "sst2", "train.tsv"),
         "dev": os.path.join(assets, "text", "sst2", "dev.tsv"),
     }
+    if args.only != "strategies":
+        print("--- bucketing", flush=True)
+        _run_bucketing(args, paths, args.sequence_length)
+        if args.only == "bucketing":
+            return
     begin = time.perf_counter()
     load_before = os.getloadavg()
     train_texts, train_labels = _texts_and_labels(_load(paths["train"], max_examples=args.train_examples))
@@ -269,15 +415,7 @@ def main():
         },
         "backbone": "all-MiniLM-L6-v2, mean pooling",
     }
-    results["environment"] = {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "cpus": os.cpu_count(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "machine": platform.machine(),
-        # Other jobs on the machine slow everything down: timings compare only within one run.
-        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
-    }
+    results["environment"] = _environment(load_before)
     results["total_seconds"] = round(time.perf_counter() - begin, 1)
 
     out_dir = os.path.join(os.path.dirname(__file__), "results")

@@ -412,3 +412,14 @@ def labelled_data(model, path, args, option, shuffle=False, seed=None):
         )
     except DataError as error:
         raise CommandError(error if option == "DATA" else f"{option}: {error}") from error
+
+
+def best_epoch_line(best):
+    """The summary line saying which epoch's weights a training run kept (`FineTuneHistory.best`), or None."""
+    if not best:
+        return None
+    phase = {"head": "head phase", "finetune": "fine-tuning phase"}.get(best["phase"], best["phase"])
+    scores = ", ".join(
+        f"{name.replace('_', ' ')} {best[name]:.4f}" for name in ("val_accuracy", "val_loss") if name in best
+    )
+    return f"Kept the weights of epoch {best['epoch']} ({phase}), the best on validation ({scores})."

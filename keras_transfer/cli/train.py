@@ -197,6 +197,8 @@ def run(args):
         f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
         f"({phases})."
     )
+    if summary["best_epoch"]:
+        print(common.best_epoch_line(summary["best_epoch"]))
     if summary["skipped_files"]:
         print(f"Skipped {len(summary['skipped_files'])} unreadable files (listed in report.json).")
     print(f"Wrote {', '.join(sorted(folder.files))} to {args.output}")
@@ -243,6 +245,7 @@ def _train_and_write(args, folder, model, train, validation, recipe):
         "train_accuracy": report.accuracy if validation is None else None,
         "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
         "diverged": history.diverged,
+        "best_epoch": history.best,
         "phases": {
             name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
             for name, phase in history.phases

@@ -124,6 +124,13 @@ def add_parser(subparsers):
         "pooler where the backbone has one, else the mean (default: auto)",
     )
     parser.add_argument(
+        "--no-bucket-by-length",
+        dest="bucket_by_length",
+        action="store_false",
+        help="pad every batch to the sequence length (default: each batch is padded only to its longest "
+        "text, and training batches group texts of similar length)",
+    )
+    parser.add_argument(
         "--early-stopping",
         type=common.positive_int,
         metavar="PATIENCE",
@@ -200,6 +207,7 @@ def run(args):
             class_names=train.class_names,
             sequence_length=args.sequence_length,
             pooling=args.pooling,
+            bucket_by_length=args.bucket_by_length,
         )
         if recipe.lora_rank:
             # fine_tune would enable it too; here a backbone without adaptable layers fails before training.
@@ -239,6 +247,8 @@ def run(args):
         f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
         f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%)."
     )
+    if summary["best_epoch"]:
+        print(common.best_epoch_line(summary["best_epoch"]))
     if args.clean:
         print(f"The texts were cleaned with {' '.join(args.clean)}: pass the same --clean to evaluate and predict.")
     print(f"Wrote {', '.join(folder.files)} to {args.output}")
@@ -287,6 +297,7 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
         "batch_size": args.batch_size,
         "seed": args.seed,
         "diverged": history.diverged,
+        "best_epoch": history.best,
         "phases": {
             phase: {"epochs": len(result.history.get("loss", [])), "seconds": round(history.seconds[phase], 2)}
             for phase, result in history.phases

@@ -15,6 +15,7 @@ from sklearn import metrics as skmetrics
 
 from keras_transfer.models.heads import TASKS
 from keras_transfer.models.task_io import as_model_inputs, decode_outputs
+from keras_transfer.models.transfer_model import TransferModel
 
 # Beyond this many classes the text confusion matrix is too wide to read.
 MAX_TEXT_MATRIX_CLASSES = 30
@@ -223,8 +224,11 @@ def _predict(model, data, batch_size):
         outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
         return np.asarray(labels), np.asarray(outputs)
     # Tasks that preprocess outside the graph (a TextClassifier tokenizes raw
-    # sentences) turn the dataset into the inputs their graph takes.
-    data = as_model_inputs(model, data)
+    # sentences) turn the dataset into the inputs their graph takes, arranged
+    # as in evaluate (text: each batch padded only to its longest example).
+    data = (
+        model.labelled_dataset(data, batch_size) if isinstance(model, TransferModel) else as_model_inputs(model, data)
+    )
     # Predicting batch by batch keeps labels and predictions from the same
     # iteration: a second pass over a shuffled dataset would come in another order.
     labels, outputs = [], []

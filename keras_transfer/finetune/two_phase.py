@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from keras_transfer import atomic_files as files
+from keras_transfer.finetune.best_weights import BestWeights
 from keras_transfer.finetune.divergence import StopOnNaN
 from keras_transfer.finetune.epoch_log import EpochLogMixin
 from keras_transfer.finetune.feature_cache import FeatureCache
@@ -46,13 +47,17 @@ class FineTuneHistory:
     `head` is the frozen-backbone phase, `finetune` the unfrozen phase (None
     when it did not run); `seconds` holds each phase's wall time; `diverged`
     says where the loss turned NaN or infinite (training then stopped with
-    the last good weights), or is None.
+    the last good weights), or is None. With validation data, `best` is the
+    epoch whose weights the model was left with, the best of both phases:
+    `{"phase", "epoch", "val_accuracy", "val_loss"}` (epochs counted from 1
+    over both phases).
     """
 
     head: keras.callbacks.History | None
     finetune: keras.callbacks.History | None
     seconds: dict
     diverged: str | None = None
+    best: dict | None = None
 
     @property
     def phases(self):
@@ -302,6 +307,11 @@ def fine_tune(
     head_history = finetune_history = None
     # A loss that turns NaN stops the phase with the last good weights; nothing trains after it.
     head_guard, finetune_guard = StopOnNaN("head"), StopOnNaN("fine-tuning")
+    # The best validation epoch of either phase is the model fine_tune leaves.
+    best = None
+    if validation_data is not None:
+        best = BestWeights(model, os.path.join(os.fspath(backup_dir), "best.npz") if backup_dir is not None else None)
+    guards = {"head": [head_guard, *([best] if best else [])], "finetune": [finetune_guard, *([best] if best else [])]}
     if recipe.head_epochs:
         model.freeze_backbone()
         model.compile(
@@ -311,6 +321,8 @@ def fine_tune(
             ),
         )
         finished = backup.finished("head") if backup is not None else None
+        if best is not None:
+            best.phase = "head"
         if finished is not None:  # an earlier call finished this phase
             backup.restore(model, "head")
             head_history, seconds["head"] = finished
@@ -324,7 +336,7 @@ def fine_tune(
                     validation_data,
                     recipe,
                     batch_size=batch_size,
-                    callbacks=[head_guard, *backup_callbacks, *callbacks],
+                    callbacks=[*guards["head"], *backup_callbacks, *callbacks],
                     phase_options=phase_options,
                     seconds=seconds,
                     verbose=verbose,
@@ -337,7 +349,7 @@ def fine_tune(
                         y,
                         epochs=recipe.head_epochs,
                         callbacks=[
-                            head_guard,
+                            *guards["head"],
                             *backup_callbacks,
                             *phase_callbacks("head", **phase_options),
                             *callbacks,
@@ -369,6 +381,8 @@ def fine_tune(
                 layerwise_learning_rates(model.optimizer, model, depth_decay(model, float(recipe.layer_decay)))
             )
         finished = backup.finished("finetune") if backup is not None else None
+        if best is not None:
+            best.phase = "finetune"
         if finished is not None:
             backup.restore(model, "finetune")
             finetune_history, seconds["finetune"] = finished
@@ -387,7 +401,7 @@ def fine_tune(
                     initial_epoch=first_epoch,
                     epochs=first_epoch + recipe.finetune_epochs,
                     callbacks=[
-                        finetune_guard,
+                        *guards["finetune"],
                         *backup_callbacks,
                         *phase_callbacks("finetune", **phase_options),
                         *callbacks,
@@ -402,7 +416,9 @@ def fine_tune(
                 finetune_history = log.history()
                 backup.mark_finished(model, "finetune", log, seconds["finetune"])
     diverged = next((guard.message for guard in (head_guard, finetune_guard) if guard.stopped), None)
-    return FineTuneHistory(head_history, finetune_history, seconds, diverged)
+    if best is not None:
+        best.restore()
+    return FineTuneHistory(head_history, finetune_history, seconds, diverged, best.best if best else None)
 
 
 def _fit_head_on_cached_features(

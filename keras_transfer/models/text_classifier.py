@@ -4,7 +4,11 @@ The Keras model takes token ids (`token_ids`, `padding_mask` and, for BERT,
 `segment_ids`), which is what exports to SavedModel and TFLite. Its keras-hub
 preprocessor (tokenizer + packer) runs in the tf.data pipeline through
 `TransferModel`'s conversion hooks, so `fit`, `evaluate`, `predict` and
-`fine_tune` also take raw sentences.
+`fine_tune` also take raw sentences. There, with `bucket_by_length` (the
+default), each batch is padded only to its longest sentence (rounded up to a
+few bucket lengths) and training batches group sentences of similar length
+(`keras_transfer.data.length_buckets`); `tokenize` and `model_inputs` keep
+the full `sequence_length`, the shape exports take.
 """
 
 import json
@@ -16,6 +20,7 @@ import tensorflow as tf
 
 from keras_transfer import atomic_files as files
 from keras_transfer import data as data_lib
+from keras_transfer.data import length_buckets
 from keras_transfer.finetune.recipes import TEXT_RECIPE
 from keras_transfer.models.layers import TOKEN_POOLINGS, TokenPooling, canonical_pooling
 from keras_transfer.models.text_backbones import PRETRAINED, build_text_backbone
@@ -51,6 +56,13 @@ class TextClassifier(TransferModel):
             what a sentence-transformers folder says it was trained with
             (`1_Pooling/config.json`), else the pooler where the backbone has
             one, else the mean.
+        bucket_by_length: when True (the default), `fit`, `evaluate`,
+            `predict` and `fine_tune` pad each batch of sentences only to its
+            longest one, rounded up to a bucket length (16, 24, 32, 48, 64,
+            ... up to `sequence_length`), and training regroups the
+            sentences of every 16 batches by length; the padding mask keeps
+            the outputs those of full padding, and predictions keep the input
+            order. False pads every batch to `sequence_length`.
 
     Example:
     >>> model = TextClassifier("path/to/all-MiniLM-L6-v2", num_classes=2, pooling="mean")
@@ -70,6 +82,7 @@ class TextClassifier(TransferModel):
         head=None,
         class_names=None,
         pooling="auto",
+        bucket_by_length=True,
         **kwargs,
     ):
         if isinstance(backbone, keras.Model):
@@ -110,6 +123,7 @@ class TextClassifier(TransferModel):
         )
         self.pooling = pooling
         self.sequence_length_fixed = sequence_length is not None
+        self.bucket_by_length = bool(bucket_by_length)
 
     def _recompile(self, **options):
         # Pooling over tokens leaves keras-hub's pooler layer out of the graph's
@@ -127,6 +141,11 @@ class TextClassifier(TransferModel):
     @property
     def max_sequence_length(self):
         return _max_sequence_length(self.backbone)
+
+    @property
+    def bucket_lengths(self):
+        """The widths `bucket_by_length` pads batches to: a few boundaries up to `sequence_length`."""
+        return length_buckets.bucket_lengths(self.sequence_length)
 
     # --- data --------------------------------------------------------------
 
@@ -164,6 +183,12 @@ class TextClassifier(TransferModel):
         tokens = {name: tf.cast(value, tf.int32) for name, value in self.preprocessor(x).items()}
         return keras.utils.pack_x_y_sample_weight(tokens, y, sample_weight)
 
+    def arrange_batches(self, batches, *, training=False):
+        """With `bucket_by_length`: each batch padded only to its longest sentence; training groups them by length."""
+        if not self.bucket_by_length:
+            return batches
+        return length_buckets.bucket_batches(batches, self.bucket_lengths, group=training)
+
     def pooled_features(self, pooling):
         """The backbone's output pooled with `"mean"`, `"max"`, `"cls"` or `"pooled"` (its pooler)."""
         pooling = canonical_pooling(pooling)
@@ -199,6 +224,7 @@ class TextClassifier(TransferModel):
             **super().get_config(),
             "pooling": self.pooling,
             "sequence_length": self.sequence_length if self.sequence_length_fixed else None,
+            "bucket_by_length": self.bucket_by_length,
         }
 
 

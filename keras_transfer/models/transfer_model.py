@@ -312,7 +312,8 @@ class TransferModel(keras.Model):
     def labelled_dataset(self, data, batch_size):
         """`(model inputs, labels)` batches of a dataset or an `(inputs, labels)` tuple."""
         if isinstance(data, tf.data.Dataset):
-            return self.model_inputs(data)
+            converted = self._graph_batches(data)
+            return self.model_inputs(data) if converted is None else converted
         inputs, labels = data
         converted = self._graph_batches(inputs, labels, batch_size=batch_size)
         if converted is not None:
@@ -415,7 +416,7 @@ class TransferModel(keras.Model):
         becomes a dataset of batches of graph inputs.
         """
         if isinstance(data, tuple):
-            converted = self._graph_batches(*data)
+            converted = self._full_graph_batches(*data)
             return data if converted is None else converted
         raw = self.raw_inputs(data)
         if raw is None:
@@ -425,8 +426,21 @@ class TransferModel(keras.Model):
         inputs = self.preprocess_samples(tf.constant(raw))
         return keras.tree.map_structure(lambda value: np.asarray(value), inputs)
 
-    def _graph_batches(self, x, y=None, sample_weight=None, *, batch_size=None, shuffle=False):
-        """A dataset of graph-input batches for raw `x` (labelled by `y`), or None when `x` is not raw."""
+    def arrange_batches(self, batches, *, training=False):
+        """Hook: the graph-input batches of raw samples as `fit`, `evaluate` and `predict` use them.
+
+        As they come here; a `TextClassifier` pads each batch only to its
+        longest sentence and, in training, groups sentences by length.
+        """
+        return batches
+
+    def _graph_batches(self, x, y=None, sample_weight=None, *, batch_size=None, shuffle=False, training=False):
+        """Graph-input batches of raw `x` (labelled by `y`), arranged by `arrange_batches`; None when not raw."""
+        batches = self._full_graph_batches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
+        return None if batches is None else self.arrange_batches(batches, training=training)
+
+    def _full_graph_batches(self, x, y=None, sample_weight=None, *, batch_size=None, shuffle=False):
+        """Graph-input batches of the full shape the graph was built for (exports need it), or None."""
         raw = self.raw_inputs(x)
         if raw is None:
             return None
@@ -454,7 +468,7 @@ class TransferModel(keras.Model):
         **kwargs,
     ):
         """`keras.Model.fit` that also takes raw inputs (e.g. sentences, as lists or string datasets)."""
-        batches = self._graph_batches(x, y, batch_size=batch_size, shuffle=shuffle)
+        batches = self._graph_batches(x, y, batch_size=batch_size, shuffle=shuffle, training=True)
         if batches is not None:
             # The dataset is batched and shuffled already.
             x, y, batch_size, shuffle = batches, None, None, False
@@ -466,10 +480,17 @@ class TransferModel(keras.Model):
             verbose=verbose,
             callbacks=callbacks,
             validation_split=validation_split,
-            validation_data=self.model_inputs(validation_data),
+            validation_data=self._validation_batches(validation_data),
             shuffle=shuffle,
             **kwargs,
         )
+
+    def _validation_batches(self, data):
+        if isinstance(data, tuple):
+            converted = self._graph_batches(*data)
+        else:
+            converted = None if data is None else self._graph_batches(data)
+        return data if converted is None else converted
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate` that also takes raw inputs."""
