@@ -8,8 +8,8 @@ sentences, at the same sequence length, and is scored on the whole dev set
 the recipes; those left out keep the recipe's value:
 
 - `frozen`: the backbone stays frozen; only the head trains
-  (`--frozen-epochs`, by default `--epochs`, at `--frozen-learning-rate`:
-  a linear probe needs a larger rate than the recipe's to converge in a few epochs).
+  (`--frozen-epochs`, by default `--epochs`, at `--frozen-learning-rate`, by default the
+  recipe's; its head trains on features cached once).
 - `full`: optional `--head-epochs` of head warm-up (at `--head-learning-rate`),
   then `--epochs` with every backbone weight trainable (Adam at `--full-learning-rate`).
 - `lora`: the same warm-up, then `--epochs` training rank `--lora-rank`
@@ -303,12 +303,11 @@ def main():
     parser.add_argument(
         "--frozen-epochs", type=int, default=None, help="head epochs of the frozen recipe (default: --epochs)"
     )
-    # A linear probe on mean-pooled MiniLM features needs more than the recipe's rate.
     parser.add_argument(
         "--frozen-learning-rate",
         type=float,
-        default=1e-2,
-        help=f"default: %(default)g, above the frozen recipe's {TEXT_RECIPES['frozen'].head_learning_rate:g}",
+        default=None,
+        help=f"default: the frozen recipe's {TEXT_RECIPES['frozen'].head_learning_rate:g}",
     )
     parser.add_argument(
         "--sequence-length",
@@ -350,6 +349,8 @@ def main():
     args = parser.parse_args()
     if args.frozen_epochs is None:
         args.frozen_epochs = args.epochs
+    if args.frozen_learning_rate is None:
+        args.frozen_learning_rate = TEXT_RECIPES["frozen"].head_learning_rate
     strategies = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = sorted(set(strategies) - set(RECIPE_NAMES))
     if unknown or not strategies:

@@ -134,12 +134,16 @@ TEXT_RECIPE = Recipe(
 )
 
 # The named text recipes; `epochs` counts the phase that gives each its name.
-# Rates: the top of BERT's range for the whole network, the head rate for a
-# head alone, and a higher rate for LoRA adapters, which start at zero and
-# need it to move in a few epochs.
+# Rates: the top of BERT's range for the whole network, a linear probe's rate
+# for a head alone, and a higher rate for LoRA adapters, which start at zero
+# and need it to move in a few epochs.
+# `frozen` trains its head on features cached once: measured on 2,000 SST-2
+# sentences, all-MiniLM-L6-v2, 5 epochs, 2 cores: 22-30 s instead of 89-91 s,
+# dev accuracy 0.790-0.798 either way; 1e-2 reached 0.798 (val loss 0.447)
+# where 1e-3 reached 0.790 (0.491) and 3e-2 0.790.
 TEXT_RECIPES = {
     "full": TEXT_RECIPE.replace(head_epochs=0, finetune_epochs=3),
-    "frozen": TEXT_RECIPE.replace(head_epochs=3, finetune_epochs=0),
+    "frozen": TEXT_RECIPE.replace(head_epochs=3, finetune_epochs=0, head_learning_rate=1e-2, cache_features=True),
     "lora": TEXT_RECIPE.replace(
         head_epochs=0, finetune_epochs=3, finetune_learning_rate=2e-3, lora_rank=DEFAULT_LORA_RANK
     ),
