@@ -232,13 +232,17 @@ def _run_bucketing(args, paths, sequence_length):
         f"{environment['load_average_1min']['start']:g} to {environment['load_average_1min']['end']:g}), "
         f"{environment['gpus']} GPUs, TensorFlow {tf.__version__}; {environment['seconds']:.0f} s in all."
     )
-    table = _bucketing_table(result)
-    with kt.files.atomic_path(os.path.join(out_dir, "text_bucketing.md")) as path:
-        with open(path, "w") as file:
+    _write_markdown(os.path.join(out_dir, "text_bucketing.md"), _bucketing_table(result), setup, result)
+
+
+def _write_markdown(path, table, setup, results):
+    """Writes the table and its setup paragraph to `path`; prints them and the results as JSON."""
+    with kt.files.atomic_path(path) as temporary:
+        with open(temporary, "w") as file:
             file.write(table + "\n\n" + setup + "\n")
     print(table)
     print(setup)
-    print(json.dumps(result))
+    print(json.dumps(results))
 
 
 def _cpu_model():
@@ -441,12 +445,7 @@ def main():
         f"{results['environment']['gpus']} GPUs, TensorFlow {tf.__version__}; "
         f"{results['total_seconds']:.0f} s in all."
     )
-    with kt.files.atomic_path(os.path.join(out_dir, "text_strategies.md")) as path:
-        with open(path, "w") as file:
-            file.write(table + "\n\n" + setup + "\n")
-    print(table)
-    print(setup)
-    print(json.dumps(results))
+    _write_markdown(os.path.join(out_dir, "text_strategies.md"), table, setup, results)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ so `keras.saving.load_model` reads saved keras_transfer models.
 >>> model = kt.ImageClassifier("mobilenet_v2", num_classes=3, weights=None, image_size=32)
 """
 
+from keras_transfer.quiet_import import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up log lines are not for users
+
 # Sorted by room; modules imported whole are namespaces: kt.data.image_folder, kt.report.format_table, ...
 from keras_transfer import atomic_files as files
 from keras_transfer import data, evaluation

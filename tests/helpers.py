@@ -189,3 +189,14 @@ def train_tiny_cli(images, output, *extra, head_epochs=1, finetune_epochs=0):
          "--head-epochs", str(head_epochs), "--finetune-epochs", str(finetune_epochs), "--batch-size", "4",
          "--output", str(output), *extra]
     )  # fmt: skip
+
+
+class WeightSnapshots(keras.callbacks.Callback):
+    """The model's weights at the end of every epoch, in `weights`."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())

@@ -1,20 +1,10 @@
 """The best validation epoch of either phase is the model `fine_tune` leaves (issue "Fast and accurate by default")."""
 
-import keras
 import numpy as np
-from helpers import image_arrays, tiny_classifier
+from helpers import WeightSnapshots, image_arrays, tiny_classifier
 
 import keras_transfer as kt
 from keras_transfer.finetune.best_weights import validation_score
-
-
-class _Snapshots(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.weights = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights.append(self.model.get_weights())
 
 
 def test_a_fine_tuning_phase_that_hurts_validation_is_undone():
@@ -30,7 +20,7 @@ def test_a_fine_tuning_phase_that_hurts_validation_is_undone():
         finetune_optimizer="sgd",
         finetune_learning_rate=50.0,
     )
-    snapshots = _Snapshots()
+    snapshots = WeightSnapshots()
     history = model.fine_tune(train, validation, recipe=recipe, batch_size=8, verbose=0, callbacks=[snapshots])
     val_accuracy = history.merged()["val_accuracy"]
     assert history.best["phase"] == "head" and history.best["epoch"] <= 3

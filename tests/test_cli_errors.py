@@ -297,3 +297,26 @@ def test_argparse_errors_still_exit_2_with_usage(capsys):
         main(["train", "--no-such-flag"])
     assert exit_info.value.code == EXIT_BAD_INPUT
     assert "usage: keras-transfer train" in capsys.readouterr().err
+
+
+def test_no_tensorflow_log_lines_reach_the_user(tmp_path):
+    import subprocess
+    import sys
+
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_TRANSFER_DEBUG")
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "keras_transfer.cli",
+        "train",
+        str(tmp_path / "missing"),
+        "--backbone",
+        "mobilenet_v2",
+    ]
+    done = subprocess.run([*command, "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert done.returncode == EXIT_BAD_INPUT
+    # One line: the error. No absl / oneDNN / cuInit lines, no traceback.
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "error:" in done.stderr
+    assert "I0000" not in done.stderr and "absl" not in done.stderr and "Traceback" not in done.stderr

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import image_arrays, tiny_classifier
+from helpers import WeightSnapshots, image_arrays, tiny_classifier
 
 import keras_transfer as kt
 from keras_transfer.finetune.divergence import StopOnNaN
@@ -18,20 +18,11 @@ def _regression(seed=0):
     return model, x, y
 
 
-class _Snapshots(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.weights = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights.append(self.model.get_weights())
-
-
 def test_nan_loss_stops_training_and_restores_the_last_good_epoch():
     model, x, y = _regression()
     # A sane first epoch, then a learning rate that blows the weights up.
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch: 1e-6 if epoch == 0 else 1e6)
-    snapshots = _Snapshots()
+    snapshots = WeightSnapshots()
     stop = StopOnNaN(phase="head")
     with pytest.warns(UserWarning, match="became (NaN|infinite) in the head phase at epoch 2"):
         history = model.fit(x, y, batch_size=8, epochs=5, callbacks=[schedule, stop, snapshots], verbose=0)

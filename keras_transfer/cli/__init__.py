@@ -20,12 +20,12 @@ import warnings
 
 from keras_transfer.cli import backbones, demo, evaluate, export, optimize, predict, train, train_text
 from keras_transfer.cli.common import CommandError, cli_words
+from keras_transfer.quiet_import import DEBUG_ENVIRONMENT, debugging
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 COMMANDS = (backbones, train, train_text, evaluate, predict, export, optimize, demo)
-DEBUG_ENVIRONMENT = "KERAS_TRANSFER_DEBUG"
 
 __all__ = [
     "COMMANDS",
@@ -58,7 +58,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)  # argparse's own errors: usage and exit 2
-    debug = args.debug or os.environ.get(DEBUG_ENVIRONMENT, "").strip().lower() not in ("", "0", "false", "no")
+    debug = args.debug or debugging()
     prefix = f"keras-transfer {args.command}"
     with _sigterm_as_interrupt(), _short_warnings(prefix):
         try:

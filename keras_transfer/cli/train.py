@@ -179,14 +179,9 @@ def run(args):
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
 
-    start_training(folder, recipe)
-    try:
-        summary, report, seconds = _train_and_write(args, folder, model, train, validation, recipe)
-    except KeyboardInterrupt:
-        print(flush=True)  # end the progress bar's line
-        print(interrupted_message(folder, recipe), file=sys.stderr)
-        raise
-    folder.finish()
+    summary, report, seconds = train_in_folder(
+        folder, recipe, lambda: _train_and_write(args, folder, model, train, validation, recipe)
+    )
 
     print()
     print(report.format_text())
@@ -258,6 +253,19 @@ def _train_and_write(args, folder, model, train, validation, recipe):
     }
     files.write_json(summary, folder.file("report.json"))
     return summary, report, seconds
+
+
+def train_in_folder(folder, recipe, train_and_write):
+    """Runs `train_and_write()` in OUT_DIR.partial and moves it into place; after Ctrl-C, says how to go on."""
+    start_training(folder, recipe)
+    try:
+        result = train_and_write()
+    except KeyboardInterrupt:
+        print(flush=True)  # end the progress bar's line
+        print(interrupted_message(folder, recipe), file=sys.stderr)
+        raise
+    folder.finish()
+    return result
 
 
 def start_training(folder, recipe):

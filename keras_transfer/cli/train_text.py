@@ -7,7 +7,6 @@ and `--help` shows the recipes' own values.
 """
 
 import json
-import sys
 import time
 
 from keras_transfer.cli import common
@@ -185,7 +184,7 @@ def run(args):
     import keras
 
     from keras_transfer import data
-    from keras_transfer.cli.train import interrupted_message, start_training
+    from keras_transfer.cli.train import train_in_folder
     from keras_transfer.models import TextClassifier
     from keras_transfer.models.text_backbones import PRETRAINED
 
@@ -221,16 +220,9 @@ def run(args):
         f"{train.num_examples} texts, {len(train.class_names)} classes, "
         f"sequence length {model.sequence_length}."
     )
-    start_training(folder, recipe)
-    try:
-        summary, report, seconds, trainable, total = _train_and_write(
-            args, folder, model, train, validation, recipe, name
-        )
-    except KeyboardInterrupt:
-        print(flush=True)  # end the progress bar's line
-        print(interrupted_message(folder, recipe), file=sys.stderr)
-        raise
-    folder.finish()
+    summary, report, seconds, trainable, total = train_in_folder(
+        folder, recipe, lambda: _train_and_write(args, folder, model, train, validation, recipe, name)
+    )
 
     print()
     if report is not None:
