@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import sentiment_texts, tiny_bert
+from helpers import RUN_FILES, sentiment_texts, tiny_bert
 from PIL import Image
 
 from keras_transfer import cli
@@ -531,13 +531,7 @@ def text_run(text_files):
 
 def test_train_text_lora_writes_model_report_and_plots(text_files, text_run):
     output, printed = text_run
-    assert sorted(os.listdir(output)) == [
-        ".keras-transfer.json",
-        "confusion_matrix.png",
-        "model.keras",
-        "report.json",
-        "training_curves.png",
-    ]
+    assert sorted(os.listdir(output)) == RUN_FILES
     report = json.loads((output / "report.json").read_text())
     assert TEXT_REPORT_KEYS <= set(report)
     assert report["recipe"] == report["strategy"] == "lora" and report["lora_rank"] == 2 and report["lora_layers"] == 4
@@ -594,13 +588,7 @@ def test_train_text_full_and_frozen(text_files, tmp_path, recipe):
     assert TEXT_REPORT_KEYS <= set(report) and report["recipe"] == report["strategy"] == recipe
     assert report["classes"] == TEXT_CLASSES and report["lora_rank"] is None
     if recipe == "full":
-        assert sorted(os.listdir(output)) == [
-            ".keras-transfer.json",
-            "confusion_matrix.png",
-            "model.keras",
-            "report.json",
-            "training_curves.png",
-        ]
+        assert sorted(os.listdir(output)) == RUN_FILES
         assert report["num_train"] == 18 and report["num_val"] == 6 and report["sequence_length"] == 8
         assert list(report["phases"]) == ["finetune"] and report["phases"]["finetune"]["epochs"] == 1
         assert report["trainable_params"] == report["total_params"]
