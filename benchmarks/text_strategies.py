@@ -21,6 +21,13 @@ The defaults took about 22 minutes on 2 CPU cores shared with other jobs
 
 Writes `results/text_strategies.json` and `.md` beside this file.
 
+`--only defaults` runs `keras-transfer train-text` with no recipe options on the
+whole SST-2 training set (67,349 sentences) beside a linear probe (logistic
+regression on the frozen backbone's mean-pooled features of the same
+sentences), and checks the targets of the issue "Fast and accurate by
+default": 0.89 or more on dev within 20 minutes of training on 2 cores, and
+never below the probe. Writes `results/text_defaults.json` and `.md`.
+
 The same run also measures length bucketing (`TextClassifier(bucket_by_length=...)`):
 training steps of the whole network on SST-2 training sentences, in tokens per
 second, with batches padded to the full sequence length and with length-bucketed
@@ -28,7 +35,7 @@ batches, side by side on the same model and sentences (a few minutes; alone with
 `--only bucketing`). Writes `results/text_bucketing.json` and `.md`.
 
     python benchmarks/text_strategies.py [--train-examples 1000] [--epochs 2]
-        [--sequence-length 64] [--recipes frozen,full,lora] [--only strategies|bucketing]
+        [--sequence-length 64] [--recipes frozen,full,lora] [--only strategies|bucketing|defaults]
         [--bucketing-examples 384] [--bucketing-rounds 2]
 """
 
@@ -36,6 +43,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 import keras
@@ -235,6 +245,131 @@ def _run_bucketing(args, paths, sequence_length):
     _write_markdown(os.path.join(out_dir, "text_bucketing.md"), _bucketing_table(result), setup, result)
 
 
+# The installed command, run by this interpreter (the benchmark's environment).
+CLI = (sys.executable, "-c", "import sys; from keras_transfer.cli import main; sys.exit(main())")
+
+
+def _cli_defaults(paths):
+    """`keras-transfer train-text` on the whole SST-2 training set with no recipe options, in its own process.
+
+    The column options only say where SST-2's files keep their texts and labels
+    (their headers name the text column differently).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "run")
+        command = [
+            *CLI,
+            "train-text",
+            paths["train"],
+            "--val-file",
+            paths["dev"],
+            "--text-column",
+            "1",
+            "--label-column",
+            "0",
+            "--backbone",
+            paths["backbone"],
+            "--output",
+            output,
+        ]
+        start = time.perf_counter()
+        finished = subprocess.run(command, capture_output=True, text=True)
+        total = time.perf_counter() - start
+        if finished.returncode != 0:
+            raise RuntimeError(f"train-text failed:\n{finished.stderr[-3000:]}")
+        with open(os.path.join(output, "report.json")) as file:
+            report = json.load(file)
+    shown = " ".join(["keras-transfer", *command[len(CLI) :]]).replace(output, "OUT")
+    for name, path in paths.items():
+        shown = shown.replace(path, f"${name.upper()}")
+    return {
+        "command": shown,
+        "dev_accuracy": report["val_accuracy"],
+        "recipe": report["recipe"],
+        "recipe_options": report["recipe_options"],
+        "num_train": report["num_train"],
+        "sequence_length": report["sequence_length"],
+        "epochs": {phase: value["epochs"] for phase, value in report["phases"].items()},
+        "training_seconds": report["seconds"],
+        "command_seconds": round(total, 1),
+        "trainable_percent": report["trainable_percent"],
+        "best_epoch": report["best_epoch"],
+        "history": {key: report["history"][key] for key in ("val_accuracy", "val_loss") if key in report["history"]},
+    }
+
+
+def _linear_probe(paths, batch_size=64):
+    """The floor: logistic regression on the frozen backbone's mean-pooled features of all training sentences."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    start = time.perf_counter()
+    train = _load(paths["train"], batch_size=batch_size, shuffle=False)
+    dev = _load(paths["dev"], batch_size=batch_size, shuffle=False)
+    model = kt.TextClassifier(paths["backbone"], class_names=CLASS_NAMES, pooling="mean", bucket_by_length=True)
+    model.check_data(train, dev)  # picks the sequence length, as train-text does
+    train_features, train_labels = kt.extract_features(model, train, verbose=0)
+    dev_features, dev_labels = kt.extract_features(model, dev, verbose=0)
+    features_seconds = time.perf_counter() - start
+    probe = LogisticRegressionCV(Cs=10, cv=5, max_iter=3000).fit(train_features, train_labels)
+    return {
+        "dev_accuracy": round(float(probe.score(dev_features, dev_labels)), 4),
+        "C": float(probe.C_[0]),
+        "features": int(train_features.shape[1]),
+        "num_train": int(len(train_labels)),
+        "sequence_length": model.sequence_length,
+        "seconds": {"features": round(features_seconds, 1), "total": round(time.perf_counter() - start, 1)},
+    }
+
+
+def _run_defaults(paths):
+    """The command line's defaults on all of SST-2 beside the linear probe: `results/text_defaults.*`."""
+    begin, load_before = time.perf_counter(), os.getloadavg()
+    results = {"cli_defaults": _cli_defaults(paths), "probe": _linear_probe(paths)}
+    results["environment"] = _environment(load_before) | {"seconds": round(time.perf_counter() - begin, 1)}
+    out_dir = os.path.join(os.path.dirname(__file__), "results")
+    kt.files.write_json(results, os.path.join(out_dir, "text_defaults.json"))
+    ours, probe = results["cli_defaults"], results["probe"]
+    bucketing = os.path.join(out_dir, "text_bucketing.json")
+    speedup = ""
+    if os.path.exists(bucketing):
+        with open(bucketing) as file:
+            speedup = json.load(file)["speedup"]
+        speedup = f" Length bucketing: {speedup:.2f}x real tokens per second (text_bucketing.md)."
+    epochs = ours["epochs"].get("finetune") or ours["epochs"].get("head", 0)
+    checks = {
+        "dev accuracy >= 0.89": (f"{ours['dev_accuracy']:.4f}", ours["dev_accuracy"] >= 0.89),
+        "training <= 20 min": (f"{ours['training_seconds'] / 60:.1f} min", ours["training_seconds"] <= 1200),
+        ">= linear probe": (
+            f"{ours['dev_accuracy'] - probe['dev_accuracy']:+.4f}",
+            ours["dev_accuracy"] >= probe["dev_accuracy"],
+        ),
+    }
+    table = "\n".join(
+        [
+            "| run | dev accuracy | training s | trainable % | epochs |",
+            "|---|---|---|---|---|",
+            f"| `train-text` defaults ({ours['recipe']}) | {ours['dev_accuracy']:.4f} "
+            f"| {ours['training_seconds']:.0f} | {ours['trainable_percent']:.3g} | {epochs} |",
+            f"| linear probe (logistic regression, C={probe['C']:.3g} by 5-fold CV) | {probe['dev_accuracy']:.4f} "
+            f"| {probe['seconds']['total']:.0f} (features {probe['seconds']['features']:.0f}) | 0 (frozen) | - |",
+            "",
+            "| target | value | result |",
+            "|---|---|---|",
+            *(f"| {name} | {value} | {'PASS' if passed else 'FAIL'} |" for name, (value, passed) in checks.items()),
+        ]
+    )
+    environment = results["environment"]
+    setup = (
+        f"`{ours['command']}` on all {ours['num_train']:,} SST-2 training sentences, scored on the 872 dev "
+        f"sentences (sequence length {ours['sequence_length']}, chosen from the data); the command took "
+        f"{ours['command_seconds']:.0f} s in all. Probe: all-MiniLM-L6-v2 frozen, mean pooling, the same sentences. "
+        f"{environment['cpu']} ({environment['cpus']} CPUs, 1-min load average "
+        f"{environment['load_average_1min']['start']:g} to {environment['load_average_1min']['end']:g}), "
+        f"{environment['gpus']} GPUs, TensorFlow {tf.__version__}; {environment['seconds']:.0f} s in all." + speedup
+    )
+    _write_markdown(os.path.join(out_dir, "text_defaults.md"), table, setup, results)
+
+
 def _write_markdown(path, table, setup, results):
     """Writes the table and its setup paragraph to `path`; prints them and the results as JSON."""
     with kt.files.atomic_path(path) as temporary:
@@ -344,7 +479,10 @@ def main():
     )
     parser.add_argument("--lora-rank", type=int, help=f"default: the lora recipe's {TEXT_RECIPES['lora'].lora_rank}")
     parser.add_argument(
-        "--only", choices=("strategies", "bucketing"), help="run only the recipes, or only the bucketing measurement"
+        "--only",
+        choices=("strategies", "bucketing", "defaults"),
+        help="run only the recipes, only the bucketing measurement, or only the command line's defaults on all "
+        "of SST-2 beside the linear probe (about 20 minutes on 2 cores; not part of the default run)",
     )
     parser.add_argument(
         "--bucketing-examples", type=int, default=384, help="training sentences of the bucketing measurement"
@@ -378,6 +516,9 @@ def main():
         "train": os.path.join(assets, "text", "sst2", "train.tsv"),
         "dev": os.path.join(assets, "text", "sst2", "dev.tsv"),
     }
+    if args.only == "defaults":
+        _run_defaults(paths)
+        return
     if args.only != "strategies":
         print("--- bucketing", flush=True)
         _run_bucketing(args, paths, args.sequence_length)

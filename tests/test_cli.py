@@ -709,6 +709,28 @@ def test_train_builds_the_image_recipe_from_its_options():
         cache_features=True,
     )
     assert train_command.image_recipe(parse([*base, "--schedule", "constant"])).schedule is None
+    # The defaults turn off one by one.
+    plain = train_command.image_recipe(parse([*base, "--no-cache-features", "--finetune-patience", "0"]))
+    assert (plain.cache_features, plain.finetune_patience) == (False, None)
+    assert train_command.augmentation(parse(base), recipes.IMAGE_RECIPE) is None  # one cached copy: no augmentation
+    assert train_command.augmentation(parse([*base, "--no-cache-features"]), plain) == "standard"
+    assert train_command.augmentation(parse([*base, "--augment", "flip"]), recipes.IMAGE_RECIPE) == "flip"
+    assert train_command.augmentation(parse([*base, "--augment", "none"]), plain) is None
+
+
+def test_train_text_epochs_follow_the_size_of_the_data():
+    parse = cli.build_parser().parse_args
+    args = parse(["train-text", "t.csv", "--backbone", "b", "--output", "o"])
+    assert [train_text_command.text_recipe(args, n).finetune_epochs for n in (500, 13_333, 13_334, 20_001)] == [
+        3,
+        3,
+        2,
+        1,
+    ]
+    assert train_text_command.text_recipe(args, 67_349).schedule == "warmup_cosine"
+    args = parse(["train-text", "t.csv", "--backbone", "b", "--output", "o", "--epochs", "2", "--schedule", "constant"])
+    recipe = train_text_command.text_recipe(args, 67_349)
+    assert (recipe.finetune_epochs, recipe.schedule) == (2, None)
 
 
 @pytest.mark.parametrize(

@@ -55,15 +55,8 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def _fine_tune(model, train, validation, **options):
-    return model.fine_tune(
-        train,
-        validation,
-        head_epochs=3,
-        finetune_epochs=3,
-        unfreeze="all",
-        verbose=0,
-        **options,
-    )
+    options = {"head_epochs": 3, "finetune_epochs": 3, "unfreeze": "all", **options}
+    return model.fine_tune(train, validation, verbose=0, **options)
 
 
 def _run(train, validation, interrupt_at=None, backup_dir=None, seed=7, epochs_run=None, **options):
@@ -83,8 +76,8 @@ def _assert_same(first, second):
 
 @pytest.mark.parametrize(
     "interrupt_at, options",
-    [(1, {}), (4, {}), (1, {"cache_features": True})],
-    ids=["in-the-head-phase", "in-fine-tuning", "cached-features-head-phase"],
+    [(1, {}), (4, {}), (1, {"cache_features": True}), (4, {"unfreeze": "conv3", "finetune_patience": 10})],
+    ids=["in-the-head-phase", "in-fine-tuning", "cached-features-head-phase", "cached-fine-tuning-above-the-cut"],
 )
 def test_fine_tune_resumes_after_an_interruption_to_the_same_weights(tmp_path, interrupt_at, options):
     train, _, _ = image_dataset(16, batch_size=4)

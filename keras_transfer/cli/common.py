@@ -6,6 +6,7 @@ checked.
 """
 
 import argparse
+import dataclasses
 import inspect
 import os
 
@@ -58,6 +59,27 @@ def _number(text, kind, valid, what):
 def library_default(function, name):
     """The default of `function`'s argument `name`: help texts show the library's value, never a copy."""
     return inspect.signature(function).parameters[name].default
+
+
+CONSTANT = "constant"  # --schedule's name for a recipe's `schedule=None`
+
+
+def add_schedule_option(parser, default):
+    """`--schedule`: a recipe's learning-rate schedule; `default` is the recipe's (None: constant)."""
+    from keras_transfer.finetune.recipes import SCHEDULES
+
+    parser.add_argument(
+        "--schedule",
+        choices=(CONSTANT, *SCHEDULES),
+        help=f"learning-rate schedule of each phase, peaking at its rate (default: {default or CONSTANT})",
+    )
+
+
+def with_schedule(recipe, args):
+    """`recipe` with the --schedule given (`replace` cannot set None: --schedule constant can)."""
+    if args.schedule is None:
+        return recipe
+    return dataclasses.replace(recipe, schedule=None if args.schedule == CONSTANT else args.schedule)
 
 
 def recipe(make, **changes):

@@ -4,6 +4,7 @@ The options change `keras_transfer.finetune.recipes.IMAGE_RECIPE`: each one
 left out (None) keeps the recipe's value, which `--help` shows.
 """
 
+import argparse
 import dataclasses
 import json
 import os
@@ -13,9 +14,7 @@ import time
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
 from keras_transfer.data import AUGMENTATION_PRESETS
-from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS, SCHEDULES
-
-CONSTANT = "constant"  # --schedule's name for the recipe's `schedule=None`
+from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS
 
 
 def add_parser(subparsers):
@@ -64,25 +63,29 @@ def add_parser(subparsers):
     common.add_batch_size_option(parser)
     parser.add_argument(
         "--augment",
-        default="standard",
         metavar="PRESET",
         choices=AUGMENTATION_PRESETS,
-        help=f"{', '.join(AUGMENTATION_PRESETS[:-1])} or {AUGMENTATION_PRESETS[-1]} (default: standard)",
+        help=f"{', '.join(AUGMENTATION_PRESETS[:-1])} or {AUGMENTATION_PRESETS[-1]} (default: none with "
+        "--cache-features, which trains on one pass over the images; standard with --no-cache-features)",
     )
     parser.add_argument(
         "--early-stopping", type=int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without improvement"
     )
     parser.add_argument(
-        "--cache-features",
-        action="store_true",
-        help="run the frozen backbone once and train the head on its cached features "
-        "(the head phase then sees no augmentation)",
+        "--finetune-patience",
+        type=common.non_negative_int,
+        metavar="N",
+        help="with validation data, stop fine-tuning after N epochs in a row that beat no earlier epoch; "
+        f"0 runs every fine-tuning epoch (default: {recipe.finetune_patience or 0})",
     )
     parser.add_argument(
-        "--schedule",
-        choices=(CONSTANT, *SCHEDULES),
-        help=f"learning-rate schedule of each phase, peaking at its LR (default: {recipe.schedule or CONSTANT})",
+        "--cache-features",
+        action=argparse.BooleanOptionalAction,
+        help="run the frozen layers once: the head trains on the backbone's cached features and fine-tuning "
+        "on the cached output of the layers below the unfrozen top; --no-cache-features runs every image "
+        f"through the whole network every epoch (default: {'on' if recipe.cache_features else 'off'})",
     )
+    common.add_schedule_option(parser, recipe.schedule)
     parser.add_argument(
         "--layer-decay",
         type=common.positive_float,
@@ -136,13 +139,20 @@ def image_recipe(args):
         head_learning_rate=args.head_lr,
         finetune_learning_rate=args.finetune_lr,
         early_stopping=args.early_stopping,
-        cache_features=args.cache_features or None,
+        cache_features=args.cache_features,
         layer_decay=args.layer_decay,
-        schedule=None if args.schedule == CONSTANT else args.schedule,
+        finetune_patience=args.finetune_patience or None,
     )
-    if args.schedule == CONSTANT:  # `replace` keeps the recipe's value for None
-        recipe = dataclasses.replace(recipe, schedule=None)
+    recipe = common.with_schedule(recipe, args)
+    if args.finetune_patience == 0:  # `replace` keeps the recipe's value for None
+        recipe = dataclasses.replace(recipe, finetune_patience=None)
     return recipe
+
+
+def augmentation(args, recipe):
+    """The --augment preset, or None: the recipe's default when --augment is not given."""
+    preset = args.augment or recipe.default_augmentation
+    return None if preset in (None, "none") else preset
 
 
 def run(args):
@@ -164,7 +174,7 @@ def run(args):
             batch_size=args.batch_size,
             validation_split=args.val_split,
             validation_dir=args.val_dir,
-            augment=None if args.augment == "none" else args.augment,
+            augment=augmentation(args, recipe),
             seed=args.seed,
         )
         train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
@@ -192,6 +202,8 @@ def run(args):
         f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
         f"({phases})."
     )
+    if summary["finetune_stopped"]:
+        print(summary["finetune_stopped"][0].upper() + summary["finetune_stopped"][1:] + ".")
     if summary["best_epoch"]:
         print(common.best_epoch_line(summary["best_epoch"]))
     if summary["skipped_files"]:
@@ -241,11 +253,15 @@ def _train_and_write(args, folder, model, train, validation, recipe):
         "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
         "diverged": history.diverged,
         "best_epoch": history.best,
+        "finetune_stopped": history.finetune_stopped,
+        "recipe": recipe.to_dict(),
+        "augment": augmentation(args, recipe),
         "phases": {
             name: {"epochs": len(phase.history.get("loss", [])), "seconds": round(history.seconds[name], 2)}
             for name, phase in history.phases
         },
         "seconds": round(seconds, 2),
+        "seconds_by_part": {name: round(value, 2) for name, value in history.seconds.items()},
         "trainable_params": trainable,
         "total_params": total,
         "history": history.merged(),

@@ -87,7 +87,8 @@ def add_parser(subparsers):
         "--epochs",
         type=common.positive_int,
         metavar="N",
-        help=f"epochs of the recipe's training (default: {_default_text(_recipe_defaults('epochs'))})",
+        help=f"epochs of the recipe's training (default: {_default_text(_recipe_defaults('epochs'))}, fewer "
+        f"for more than {recipes.EXAMPLES_PER_RUN // 3:,} texts: about {recipes.EXAMPLES_PER_RUN:,} texts per run)",
     )
     warm_up = {name: recipe for name, recipe in recipes.TEXT_RECIPES.items() if _main_phase(recipe) == "finetune"}
     parser.add_argument(
@@ -106,6 +107,8 @@ def add_parser(subparsers):
         + _default_text(_recipe_defaults("learning_rate"), "{:g}")
         + ")",
     )
+    schedules = {name: recipe.schedule or common.CONSTANT for name, recipe in recipes.TEXT_RECIPES.items()}
+    common.add_schedule_option(parser, _default_text(schedules))
     common.add_batch_size_option(parser)
     parser.add_argument(
         "--max-examples",
@@ -140,8 +143,11 @@ def add_parser(subparsers):
     return parser
 
 
-def text_recipe(args):
-    """The `Recipe` the options name, from `recipes.text_recipe`, or a CommandError."""
+def text_recipe(args, num_examples=None):
+    """The `Recipe` the options name, from `recipes.text_recipe`, or a CommandError.
+
+    With `num_examples` (the training texts, once read) the default epochs follow the data's size.
+    """
     name = args.recipe or ("lora" if args.lora_rank else "full")
     if args.lora_rank and name != "lora":
         raise CommandError(
@@ -157,7 +163,7 @@ def text_recipe(args):
             f"--sequence-length {args.sequence_length} is too short: a text needs at least "
             "2 tokens ([CLS] and [SEP]) plus its words."
         )
-    return common.recipe(
+    recipe = common.recipe(
         recipes.text_recipe,
         name=name,
         epochs=args.epochs,
@@ -165,7 +171,9 @@ def text_recipe(args):
         head_epochs=args.head_epochs,
         lora_rank=args.lora_rank,
         early_stopping=args.early_stopping,
+        num_examples=num_examples,
     )
+    return common.with_schedule(recipe, args)
 
 
 def describe(recipe):
@@ -214,6 +222,7 @@ def run(args):
         model.check_data(train, validation)  # also picks the sequence length
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
+    recipe = text_recipe(args, train.num_examples)
 
     print(
         f"Training {model.backbone_name} ({describe(recipe)}) on "
@@ -286,6 +295,7 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
         "label_column": args.label_column,
         "clean": args.clean,
         "learning_rate": getattr(recipe, f"{_main_phase(recipe)}_learning_rate"),
+        "recipe_options": recipe.to_dict(),
         "batch_size": args.batch_size,
         "seed": args.seed,
         "diverged": history.diverged,

@@ -86,3 +86,37 @@ class BestWeights(keras.callbacks.Callback):
             return False
         self.target.set_weights(self._weights)
         return self._last_epoch is not None and self._last_epoch != (self.best["phase"], self.best["epoch"])
+
+
+class StopWhenNotBest(keras.callbacks.Callback):
+    """Stops a phase after `patience` epochs in a row that were not the best so far of any phase.
+
+    `fine_tune`'s fine-tuning phase goes on only while validation says it
+    helps: an epoch that does not beat the best head-phase epoch (or an
+    earlier fine-tuning epoch) counts against it. Give it after `best` in
+    the callbacks, so that it reads this epoch's verdict.
+
+    Attributes:
+        message: why the phase stopped early, or None.
+    """
+
+    def __init__(self, best, patience):
+        super().__init__()
+        self.best_weights = best
+        self.patience = int(patience)
+        self.wait = 0
+        self.message = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = self.best_weights.best
+        if best is not None and (best["phase"], best["epoch"]) == (self.best_weights.phase, epoch + 1):
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience and epoch + 1 < self.params.get("epochs", 0):  # epochs were left
+            self.model.stop_training = True
+            where = f"epoch {best['epoch']} ({best['phase']} phase)" if best else "no epoch"
+            self.message = (
+                f"fine-tuning stopped after epoch {epoch + 1}: {self.wait} epoch(s) in a row did not beat "
+                f"the best validation epoch so far, {where}"
+            )

@@ -108,6 +108,26 @@ class FeatureCache:
             raise ValueError("The dataset is empty: there is nothing to cache.")
         return cls(writer.finish(int(copies), len(labels)), labels, batch_size)
 
+    def transform(self, model, *, directory=None, verbose="auto"):
+        """A new cache of `model` run over these features, every copy in order.
+
+        The top of a network over its cached bottom: features cached below
+        the fine-tuned layers give the pooled features of the layers above
+        without reading the data again.
+        """
+        forward = tf.function(
+            lambda inputs: model(inputs, training=False),
+            input_signature=[tf.TensorSpec((None, *self.features.shape[2:]), tf.float32)],
+        )
+        writer = _FeatureWriter(directory)
+        size = self.batch_size
+        for copy in self.features:  # batch by batch: an on-disk cache is read, not loaded whole
+            progress = keras.utils.Progbar(self.steps(size), verbose=_progress_verbosity(verbose), unit_name="batch")
+            for step, start in enumerate(range(0, self.num_examples, size), start=1):
+                writer.write(np.asarray(forward(np.asarray(copy[start : start + size], dtype="float32"))))
+                progress.update(step)
+        return FeatureCache(writer.finish(self.copies, self.num_examples), self.labels, self.batch_size)
+
     def steps(self, batch_size):
         """Batches in one epoch: every example once."""
         return math.ceil(self.num_examples / batch_size)

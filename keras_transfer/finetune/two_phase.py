@@ -30,11 +30,12 @@ import keras
 import numpy as np
 
 from keras_transfer import atomic_files as files
-from keras_transfer.finetune.best_weights import BestWeights
+from keras_transfer.finetune.best_weights import BestWeights, StopWhenNotBest
 from keras_transfer.finetune.divergence import StopOnNaN
 from keras_transfer.finetune.epoch_log import EpochLogMixin
 from keras_transfer.finetune.feature_cache import FeatureCache
 from keras_transfer.finetune.freezing import freeze
+from keras_transfer.finetune.frozen_cut import FrozenCut
 from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
 from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 from keras_transfer.finetune.schedules import OneCycle, warmup_cosine
@@ -50,7 +51,8 @@ class FineTuneHistory:
     the last good weights), or is None. With validation data, `best` is the
     epoch whose weights the model was left with, the best of both phases:
     `{"phase", "epoch", "val_accuracy", "val_loss"}` (epochs counted from 1
-    over both phases).
+    over both phases). `finetune_stopped` says why fine-tuning ended before
+    its last epoch (the recipe's `finetune_patience`), or is None.
     """
 
     head: keras.callbacks.History | None
@@ -58,6 +60,7 @@ class FineTuneHistory:
     seconds: dict
     diverged: str | None = None
     best: dict | None = None
+    finetune_stopped: str | None = None
 
     @property
     def phases(self):
@@ -282,6 +285,15 @@ def fine_tune(
     backup_dir=None,
 ):
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
+    # In the model's strategy: the models over cached features, their metrics and the optimizer's
+    # variables are made here, and under MirroredStrategy they must be made in its scope.
+    with model.distribute_strategy.scope():
+        return _fine_tune(
+            model, train, validation_data, recipe, checkpoint_dir, callbacks, batch_size, verbose, backup_dir
+        )
+
+
+def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks, batch_size, verbose, backup_dir):
     model.check_data(train, validation_data)
     check_recipe_fits(model, recipe)
     backup = _Backup(backup_dir, recipe) if backup_dir is not None else None
@@ -311,7 +323,26 @@ def fine_tune(
     best = None
     if validation_data is not None:
         best = BestWeights(model, os.path.join(os.fspath(backup_dir), "best.npz") if backup_dir is not None else None)
-    guards = {"head": [head_guard, *([best] if best else [])], "finetune": [finetune_guard, *([best] if best else [])]}
+    # Fine-tuning goes on only while it beats every earlier epoch on validation.
+    gate = StopWhenNotBest(best, recipe.finetune_patience) if best is not None and recipe.finetune_patience else None
+    guards = {
+        "head": [head_guard, *([best] if best else [])],
+        "finetune": [finetune_guard, *([best] if best else []), *([gate] if gate else [])],
+    }
+    cut = None
+    if (
+        recipe.cache_features
+        and recipe.finetune_epochs
+        and progressive is None
+        and not model.lora_layers
+        and not getattr(model, "train_batch_norm", False)
+    ):
+        cut = FrozenCut.find(model, **_unfreeze_selector(recipe.unfreeze))
+    caches = _Caches(model, train, validation_data, recipe, cut, batch_size=batch_size, verbose=verbose)
+    # The cached phases' shuffling seeds, drawn up front from the global seed
+    # (keras.utils.set_random_seed): a resumed call that skips the head phase
+    # shuffles its fine-tuning epochs as the uninterrupted call did.
+    cache_seeds = dict(zip(("head", "finetune"), (int(seed) for seed in np.random.randint(2**31 - 1, size=2))))
     if recipe.head_epochs:
         model.freeze_backbone()
         model.compile(
@@ -330,15 +361,16 @@ def fine_tune(
             log, backup_callbacks = backup.callbacks("head") if backup is not None else (None, [])
             start = time.perf_counter()
             if recipe.cache_features:
-                head_history = _fit_head_on_cached_features(
+                head_history = _fit_on_cache(
                     model,
-                    train,
-                    validation_data,
-                    recipe,
+                    "head",
+                    model.head_model(),
+                    *caches.head_features(),
+                    epochs=recipe.head_epochs,
+                    seed=cache_seeds["head"],
                     batch_size=batch_size,
                     callbacks=[*guards["head"], *backup_callbacks, *callbacks],
                     phase_options=phase_options,
-                    seconds=seconds,
                     verbose=verbose,
                     resumed_epoch=backup.resumed_epoch("head") if backup is not None else 0,
                 )
@@ -394,23 +426,39 @@ def fine_tune(
             # Continue the epoch count where the head phase stopped (early or not).
             first_epoch = len(head_history.epoch) if head_history is not None else 0
             start = time.perf_counter()
-            try:
-                finetune_history = model.fit(
-                    x,
-                    y,
+            if cut is not None:
+                finetune_history = _fit_on_cache(
+                    model,
+                    "finetune",
+                    cut.top,
+                    *caches.below_cut(),
+                    epochs=recipe.finetune_epochs,
                     initial_epoch=first_epoch,
-                    epochs=first_epoch + recipe.finetune_epochs,
-                    callbacks=[
-                        *guards["finetune"],
-                        *backup_callbacks,
-                        *phase_callbacks("finetune", **phase_options),
-                        *callbacks,
-                        *([progressive] if progressive is not None else []),
-                    ],
-                    **fit_options,
+                    seed=cache_seeds["finetune"],
+                    batch_size=batch_size,
+                    callbacks=[*guards["finetune"], *backup_callbacks, *callbacks],
+                    phase_options=phase_options,
+                    verbose=verbose,
+                    resumed_epoch=backup.resumed_epoch("finetune") if backup is not None else 0,
                 )
-            finally:
-                model._initial_epoch = None
+            else:
+                try:
+                    finetune_history = model.fit(
+                        x,
+                        y,
+                        initial_epoch=first_epoch,
+                        epochs=first_epoch + recipe.finetune_epochs,
+                        callbacks=[
+                            *guards["finetune"],
+                            *backup_callbacks,
+                            *phase_callbacks("finetune", **phase_options),
+                            *callbacks,
+                            *([progressive] if progressive is not None else []),
+                        ],
+                        **fit_options,
+                    )
+                finally:
+                    model._initial_epoch = None
             seconds["finetune"] = time.perf_counter() - start
             if backup is not None:
                 finetune_history = log.history()
@@ -418,54 +466,124 @@ def fine_tune(
     diverged = next((guard.message for guard in (head_guard, finetune_guard) if guard.stopped), None)
     if best is not None:
         best.restore()
-    return FineTuneHistory(head_history, finetune_history, seconds, diverged, best.best if best else None)
-
-
-def _fit_head_on_cached_features(
-    model, train, validation_data, recipe, *, batch_size, callbacks, phase_options, seconds, verbose, resumed_epoch=0
-):
-    extractor = model.feature_extractor()
-    directory = None if recipe.cache_features is True else os.fspath(recipe.cache_features)
-    start = time.perf_counter()
-    train_cache = FeatureCache.compute(
-        extractor,
-        model.labelled_dataset(train, batch_size),
-        copies=recipe.cached_copies,
-        directory=directory,
-        verbose=verbose,
+    seconds.update(caches.seconds)
+    return FineTuneHistory(
+        head_history,
+        finetune_history,
+        seconds,
+        diverged,
+        best.best if best else None,
+        gate.message if gate is not None else None,
     )
-    seconds["head_features"] = time.perf_counter() - start
-    validation_cache = None
-    if validation_data is not None:
+
+
+# `FineTuneHistory.seconds` keys of the time spent caching (training data, validation data).
+HEAD_FEATURE_SECONDS = ("head_features", "head_validation_features")
+BELOW_CUT_SECONDS = ("below_cut", "below_cut_validation")
+
+
+class _Caches:
+    """What the frozen layers give, computed at most once per `fine_tune` call.
+
+    `head_features()`: the features the head takes, for the head phase;
+    `below_cut()`: the cut tensor of a `FrozenCut`, for fine-tuning the part
+    above it. With a cut, the head's features come from the cut's cache
+    (the layers above it run once more), so the data goes through the
+    bottom of the network once for both phases. `seconds` holds the time
+    each took (`head_features`, `head_validation_features`, `below_cut`).
+    """
+
+    def __init__(self, model, train, validation_data, recipe, cut, *, batch_size, verbose):
+        self.model, self.train, self.validation_data, self.cut = model, train, validation_data, cut
+        self.copies = recipe.cached_copies
+        self.directory = None if recipe.cache_features in (True, False) else os.fspath(recipe.cache_features)
+        self.batch_size, self.verbose = batch_size, verbose
+        self.seconds = {}
+        self._below_cut = self._head_features = None
+
+    def _timed(self, key, compute):
         start = time.perf_counter()
-        validation_cache = FeatureCache.compute(
+        cache = compute()
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+        return cache
+
+    def _both(self, keys, compute):
+        """`(train cache, validation cache or None)` of `compute(data, copies)`, timed under `keys`."""
+        train = self._timed(keys[0], lambda: compute(self.train, self.copies))
+        validation = None
+        if self.validation_data is not None:
+            validation = self._timed(keys[1], lambda: compute(self.validation_data, 1))
+        return train, validation
+
+    def _run_over_data(self, extractor):
+        """`compute(data, copies)`: `extractor` run over the data."""
+        return lambda data, copies: FeatureCache.compute(
             extractor,
-            model.labelled_dataset(validation_data, batch_size),
-            directory=directory,
-            verbose=verbose,
+            self.model.labelled_dataset(data, self.batch_size),
+            copies=copies,
+            directory=self.directory,
+            verbose=self.verbose,
         )
-        seconds["head_validation_features"] = time.perf_counter() - start
-    head = model.head_model()
-    # The same optimizer and loss: the head's variables are the model's.
-    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=model.head.metrics())
-    head_batch = batch_size or train_cache.batch_size
+
+    def below_cut(self):
+        if self._below_cut is None:
+            self._below_cut = self._both(BELOW_CUT_SECONDS, self._run_over_data(self.cut.bottom))
+        return self._below_cut
+
+    def head_features(self):
+        if self._head_features is None and self.cut is None:
+            self._head_features = self._both(HEAD_FEATURE_SECONDS, self._run_over_data(self.model.feature_extractor()))
+        elif self._head_features is None:
+            below = dict(zip(("train", "validation"), self.below_cut()))
+
+            def above_cut(data, copies):
+                cache = below["train" if data is self.train else "validation"]
+                return cache.transform(self.cut.to_head_features, directory=self.directory, verbose=self.verbose)
+
+            self._head_features = self._both(HEAD_FEATURE_SECONDS, above_cut)
+        return self._head_features
+
+
+def _fit_on_cache(
+    model,
+    phase,
+    part,
+    train_cache,
+    validation_cache,
+    *,
+    epochs,
+    seed,
+    batch_size,
+    callbacks,
+    phase_options,
+    verbose,
+    initial_epoch=0,
+    resumed_epoch=0,
+):
+    """Trains `part` (a model over cached features that shares `model`'s layers) for one phase.
+
+    A resumed phase skips the batches of the epochs that finished, so with the
+    same `seed` it sees what the uninterrupted phase saw.
+    """
+    part_batch = batch_size or train_cache.batch_size
     early_stopping_only = dict(phase_options, checkpoint_dir=None)
-    # Seeded from the global seed (keras.utils.set_random_seed), so a run is repeatable; a resumed
-    # run skips the batches of the epochs that finished, so it sees what the uninterrupted run saw.
-    seed = int(np.random.randint(2**31 - 1))
-    steps = train_cache.steps(head_batch)
-    history = head.fit(
-        train_cache.dataset(head_batch, seed=seed).skip(resumed_epoch * steps),
+    steps = train_cache.steps(part_batch)
+    finished_epochs = max(0, resumed_epoch - initial_epoch)
+    # The same optimizer and loss: the part's variables are the model's.
+    part.compile(optimizer=model.optimizer, loss=model.loss, metrics=model.head.metrics())
+    history = part.fit(
+        train_cache.dataset(part_batch, seed=seed).skip(finished_epochs * steps),
         steps_per_epoch=steps,
-        epochs=recipe.head_epochs,
-        validation_data=validation_cache.validation_dataset(head_batch) if validation_cache else None,
-        callbacks=[*phase_callbacks("head", **early_stopping_only), *callbacks],
+        initial_epoch=initial_epoch,
+        epochs=initial_epoch + epochs,
+        validation_data=validation_cache.validation_dataset(part_batch) if validation_cache else None,
+        callbacks=[*phase_callbacks(phase, **early_stopping_only), *callbacks],
         shuffle=False,  # the cache shuffles itself
         verbose=verbose,
     )
     if phase_options["checkpoint_dir"] is not None:
         os.makedirs(phase_options["checkpoint_dir"], exist_ok=True)
-        files.save_model(model, os.path.join(phase_options["checkpoint_dir"], "best_head.keras"))
+        files.save_model(model, os.path.join(phase_options["checkpoint_dir"], f"best_{phase}.keras"))
     return history
 
 
