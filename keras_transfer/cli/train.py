@@ -43,7 +43,11 @@ def add_parser(subparsers):
         "--image-size", type=common.positive_int, metavar="N", help="square input size (default: the backbone's)"
     )
     parser.add_argument(
-        "--head-epochs", type=int, metavar="N", help=f"epochs with the backbone frozen (default: {recipe.head_epochs})"
+        "--head-epochs",
+        type=int,
+        metavar="N",
+        help=f"epochs with the backbone frozen (default: {recipe.head_epochs}, cheap on cached features; "
+        "give fewer with --no-cache-features)",
     )
     parser.add_argument(
         "--finetune-epochs", type=int, metavar="N", help=f"epochs fine-tuning (default: {recipe.finetune_epochs})"
