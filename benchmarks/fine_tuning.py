@@ -16,7 +16,8 @@ cats_and_dogs_filtered data (2,000 training, 1,000 validation images):
   Its time is the whole command's: start-up, reading the folders and writing the run included.
 
 It also measures the accuracy floor (`probe`: logistic regression on the frozen
-backbone's pooled features of the same images, which the recipe must not fall below),
+backbone's pooled features of the same images, which the recipe must not fall below;
+`second_folder`: the command and the probe again on 500 MNIST digits unlike ImageNet),
 the time floor (one forward pass of the training images through the
 backbone, reading and decoding them included, with plain Keras `predict`), the toolkit's
 overhead (the same frozen-backbone epoch through keras_transfer and through plain Keras,
@@ -48,12 +49,13 @@ import keras_transfer as kt
 # Issue "Fast and accurate by default": 0.99 in 0.15x of the tutorial's time, with the CLI's defaults.
 TARGETS = {"accuracy_min": 0.99, "time_ratio_max": 0.15, "frozen_floor_ratio_max": 1.5, "overhead_ratio_max": 1.02}
 BATCH_SIZE = 32
-PARTS = ("floor", "recipes", "probe", "overhead", "switches")
+PARTS = ("floor", "recipes", "probe", "second_folder", "overhead", "switches")
 # The installed command, run by this interpreter (the benchmark's environment).
 CLI = (sys.executable, "-c", "import sys; from keras_transfer.cli import main; sys.exit(main())")
 # `fine_tune`'s seconds spent running the frozen layers once (FineTuneHistory.seconds).
 CACHING_PARTS = ("below_cut", "below_cut_validation", "head_features", "head_validation_features")
 VALIDATION_CACHING_PARTS = ("below_cut_validation", "head_validation_features")
+TRAINING_CACHING_PARTS = ("below_cut", "head_features")
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -248,6 +250,38 @@ def linear_probe(root, image_size=224):
     }
 
 
+def digits_folder(assets, folder, train_per_class=50, val_per_class=30):
+    """A second image set, unlike ImageNet: MNIST test digits written as PNG files in train/ and validation/.
+
+    The first `train_per_class` digits of each class (in file order) train, the next
+    `val_per_class` validate: 10 classes of 28x28 grey digits the backbone has never seen.
+    """
+    import gzip
+
+    with gzip.open(os.path.join(assets, "images", "mnist_t10k", "t10k-images-idx3-ubyte.gz")) as file:
+        images = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+    with gzip.open(os.path.join(assets, "images", "mnist_t10k", "t10k-labels-idx1-ubyte.gz")) as file:
+        labels = np.frombuffer(file.read(), np.uint8, offset=8)
+    for digit in range(10):
+        chosen = np.flatnonzero(labels == digit)[: train_per_class + val_per_class]
+        for rank, index in enumerate(chosen):
+            subset = "train" if rank < train_per_class else "validation"
+            os.makedirs(os.path.join(folder, subset, str(digit)), exist_ok=True)
+            tf.io.write_file(os.path.join(folder, subset, str(digit), f"{index}.png"), tf.io.encode_png(images[index]))
+    return folder
+
+
+def second_folder(assets):
+    """The CLI's defaults and the linear probe on the digits: the default must not fall below the probe there either."""
+    with tempfile.TemporaryDirectory() as folder:
+        digits_folder(assets, folder)
+        return {
+            "name": "MNIST digits (500 training, 300 validation images, 10 classes)",
+            "keras_transfer": cli_defaults(folder),
+            "probe": linear_probe(folder),
+        }
+
+
 def forward_floor(root, image_size):
     """Seconds to read, decode and push the training images through the backbone once."""
     base = mobilenet_v2(image_size)
@@ -415,19 +449,25 @@ def check_targets(results):
     ours, tutorial = results["keras_transfer"], results["tutorial"]
     floor = results["floor_seconds"][str(ours["image_size"])]
     # The floor is a pass over the training images: the validation images' pass is evaluation.
-    frozen = ours["seconds"]["head"] - sum(ours["seconds"].get(key, 0.0) for key in VALIDATION_CACHING_PARTS)
+    # One pass over the training images through the frozen layers (below the cut, then above it):
+    # what the floor measures with plain Keras.
+    frozen = sum(ours["seconds"].get(key, 0.0) for key in TRAINING_CACHING_PARTS)
     checks = {
         "accuracy": (ours["val_accuracy"], ours["val_accuracy"] >= TARGETS["accuracy_min"]),
         "time_ratio": (
             ours["seconds"]["total"] / tutorial["seconds"]["total"],
             ours["seconds"]["total"] / tutorial["seconds"]["total"] <= TARGETS["time_ratio_max"],
         ),
-        "frozen_phase_vs_floor": (frozen / floor, frozen / floor <= TARGETS["frozen_floor_ratio_max"]),
+        "caching_vs_floor": (frozen / floor, frozen / floor <= TARGETS["frozen_floor_ratio_max"]),
     }
     if "probe" in results:
         # Never worse than a linear probe on the same frozen features (issue "Fast and accurate by default").
         margin = ours["val_accuracy"] - results["probe"]["val_accuracy"]
         checks["accuracy_vs_linear_probe"] = (margin, margin >= 0)
+    if "second_folder" in results:
+        second = results["second_folder"]
+        margin = second["keras_transfer"]["val_accuracy"] - second["probe"]["val_accuracy"]
+        checks["second_folder_vs_linear_probe"] = (margin, margin >= 0)
     if "overhead" in results:
         ratio = results["overhead"]["ratio"]
         checks["overhead"] = (ratio, ratio <= TARGETS["overhead_ratio_max"])
@@ -475,6 +515,17 @@ def markdown(results):
         )
         + (f"; {ours['finetune_stopped']}." if ours.get("finetune_stopped") else "."),
     ]
+    if "second_folder" in results:
+        second = results["second_folder"]
+        ours_there, probe_there = second["keras_transfer"], second["probe"]
+        kept = ours_there.get("best_epoch") or {}
+        lines += [
+            "",
+            f"Second image set, {second['name']}, the same command and the same probe: defaults "
+            f"{ours_there['val_accuracy']:.3f} in {ours_there['seconds']['total']:.0f} s (kept epoch "
+            f"{kept.get('epoch')}, {kept.get('phase')} phase), probe {probe_there['val_accuracy']:.3f} "
+            f"(C={probe_there['C']:.3g}).",
+        ]
     if "overhead" in results:
         over = results["overhead"]
         lines += [
@@ -560,6 +611,8 @@ def main(argv=None):
         results["keras_transfer"] = cli_defaults(root)
     if "probe" in args.parts:
         results["probe"] = linear_probe(root)
+    if "second_folder" in args.parts:
+        results["second_folder"] = second_folder(os.path.dirname(os.path.dirname(root)))
     if "overhead" in args.parts:
         results["overhead"] = overhead(root)
     if "switches" in args.parts:

@@ -18,6 +18,7 @@ import time
 import keras
 
 import keras_transfer as kt
+from keras_transfer.finetune.recipes import GUIDE_RECIPE
 
 
 def _subset(source, target, per_class):
@@ -64,9 +65,9 @@ def main():
                 train_batch_norm=weights is None,
             )
             recipe = (
-                kt.IMAGE_RECIPE.replace(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
+                GUIDE_RECIPE.replace(head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs)
                 if weights
-                else kt.IMAGE_RECIPE.replace(
+                else GUIDE_RECIPE.replace(
                     head_epochs=0,
                     finetune_epochs=epochs,
                     unfreeze="all",

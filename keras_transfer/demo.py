@@ -20,7 +20,7 @@ import time
 import keras
 import numpy as np
 
-from keras_transfer.finetune.recipes import IMAGE_RECIPE
+from keras_transfer.finetune.recipes import GUIDE_RECIPE
 from keras_transfer.finetune.weight_transfer import transfer_weights
 from keras_transfer.models.heads import Head
 from keras_transfer.models.image_classifier import ImageClassifier
@@ -29,11 +29,11 @@ SOURCE_DIGITS = (0, 1, 2, 3, 4)
 _REPEATS = 4
 TARGET_DIGITS = (5, 6, 7, 8, 9)
 # Transfer: the head on the frozen transferred features, then a gentle fine-tune of everything.
-TRANSFER_RECIPE = IMAGE_RECIPE.replace(
+TRANSFER_RECIPE = GUIDE_RECIPE.replace(
     unfreeze="all", head_learning_rate=3e-3, finetune_optimizer="adam", finetune_learning_rate=3e-4
 )
 # Scratch: everything trains from the start, at Adam's usual rate.
-SCRATCH_RECIPE = IMAGE_RECIPE.replace(
+SCRATCH_RECIPE = GUIDE_RECIPE.replace(
     head_epochs=0, unfreeze="all", finetune_optimizer="adam", finetune_learning_rate=1e-3
 )
 

@@ -711,7 +711,7 @@ def test_train_builds_the_image_recipe_from_its_options():
     assert train_command.image_recipe(parse([*base, "--schedule", "constant"])).schedule is None
     # The defaults turn off one by one.
     plain = train_command.image_recipe(parse([*base, "--no-cache-features", "--finetune-patience", "0"]))
-    assert (plain.cache_features, plain.finetune_patience) == (False, None)
+    assert (plain.cache_features, plain.finetune_patience) == (False, 0)
     assert train_command.augmentation(parse(base), recipes.IMAGE_RECIPE) is None  # one cached copy: no augmentation
     assert train_command.augmentation(parse([*base, "--no-cache-features"]), plain) == "standard"
     assert train_command.augmentation(parse([*base, "--augment", "flip"]), recipes.IMAGE_RECIPE) == "flip"

@@ -154,3 +154,60 @@ def test_fine_tune_reports_a_stopped_fine_tuning_phase():
     assert len(history.finetune.epoch) == 1
     assert history.finetune_stopped.startswith("fine-tuning stopped after epoch 3")
     assert history.best["phase"] == "head"
+
+
+def test_the_head_starts_from_a_logistic_regression_scored_as_epoch_zero():
+    from sklearn.linear_model import LogisticRegression
+
+    from keras_transfer.finetune.linear_probe import fit_linear_probe
+
+    train, _, _ = image_dataset(n=24, batch_size=8, shuffle=True)
+    validation, _, _ = image_dataset(n=8, batch_size=8, seed=1)
+    model = tiny_classifier()
+    extractor = keras.Model(model.inputs, model.head_features)
+    cache = kt.FeatureCache.compute(extractor, model.labelled_dataset(train, 8), verbose=0)
+    assert fit_linear_probe(model.head_model(), "multiclass", cache)
+    # Two softmax units hold scikit-learn's one logit split in halves: the same probabilities.
+    expected = LogisticRegression(max_iter=1000).fit(cache.features[0], cache.labels)
+    np.testing.assert_allclose(
+        model.head_model().predict(cache.features[0], verbose=0)[:, 1],
+        expected.predict_proba(cache.features[0])[:, 1],
+        atol=1e-4,
+    )
+    # A head with hidden layers is not a logistic regression: left alone.
+    deep = tiny_classifier(head=kt.Head.multiclass(2, hidden_units=(4,)))
+    assert not fit_linear_probe(deep.head_model(), "multiclass", cache)
+
+    # In fine_tune: a head rate of 0 keeps the start, and the start is the epoch kept.
+    model = tiny_classifier()
+    history = model.fine_tune(
+        train,
+        validation,
+        head_epochs=2,
+        finetune_epochs=0,
+        head_learning_rate=0.0,
+        cache_features=True,
+        probe_start=True,
+        verbose=0,
+    )
+    assert history.best["epoch"] == 0 and history.best["phase"] == "head"
+    assert history.seconds["linear_probe"] > 0
+    head_features = keras.Model(model.inputs, model.head_features)
+    features = kt.FeatureCache.compute(head_features, model.labelled_dataset(train, 8), verbose=0)
+    expected = LogisticRegression(max_iter=1000).fit(features.features[0], features.labels)
+    images = image_arrays(8)[0]
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0)[:, 1],
+        expected.predict_proba(head_features.predict(images, verbose=0))[:, 1],
+        atol=1e-3,
+    )
+
+
+def test_the_summary_line_names_the_logistic_regression_start():
+    from keras_transfer.cli.common import best_epoch_line
+
+    line = best_epoch_line({"phase": "head", "epoch": 0, "val_accuracy": 0.9921, "val_loss": 0.03})
+    assert line.startswith("Kept the head's starting weights (a logistic regression") and "0.9921" in line
+    assert best_epoch_line({"phase": "finetune", "epoch": 7, "val_accuracy": 0.5}).startswith(
+        "Kept the weights of epoch 7 (fine-tuning phase)"
+    )

@@ -444,4 +444,9 @@ def best_epoch_line(best):
     scores = ", ".join(
         f"{name.replace('_', ' ')} {best[name]:.4f}" for name in ("val_accuracy", "val_loss") if name in best
     )
+    if best["epoch"] == 0:  # Recipe.probe_start: the head's logistic-regression start
+        return (
+            "Kept the head's starting weights (a logistic regression on the cached features, before epoch 1), "
+            f"the best on validation ({scores})."
+        )
     return f"Kept the weights of epoch {best['epoch']} ({phase}), the best on validation ({scores})."

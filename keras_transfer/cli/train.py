@@ -5,7 +5,6 @@ left out (None) keeps the recipe's value, which `--help` shows.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -145,12 +144,9 @@ def image_recipe(args):
         early_stopping=args.early_stopping,
         cache_features=args.cache_features,
         layer_decay=args.layer_decay,
-        finetune_patience=args.finetune_patience or None,
+        finetune_patience=args.finetune_patience,
     )
-    recipe = common.with_schedule(recipe, args)
-    if args.finetune_patience == 0:  # `replace` keeps the recipe's value for None
-        recipe = dataclasses.replace(recipe, finetune_patience=None)
-    return recipe
+    return common.with_schedule(recipe, args)
 
 
 def augmentation(args, recipe):

@@ -16,9 +16,11 @@ only the part above:
 - `to_head_features`: the cut tensor -> the features the head takes, which
   gives the head phase its cached features from the same pass.
 
-Measured on 2 cores (AMD EPYC), MobileNetV2 at 224 px, top 30% trainable: the
-cut is `block_11_add` (14x14x96), and the part above it is about a third of
-the network's multiply-adds.
+Measured on 2 cores (AMD EPYC), ImageNet MobileNetV2 at 224 px, top 30%
+trainable, cats_and_dogs_filtered: the cut is `block_11_add` (14x14x96); the
+layers below it took 16.1 s over the 2,000 training images, the part above it
+3.8 s over their cached outputs, and one fine-tuning epoch on the cache, its
+validation included, 12.8 s.
 """
 
 import keras

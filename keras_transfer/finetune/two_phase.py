@@ -37,6 +37,7 @@ from keras_transfer.finetune.feature_cache import FeatureCache
 from keras_transfer.finetune.freezing import freeze
 from keras_transfer.finetune.frozen_cut import FrozenCut
 from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
+from keras_transfer.finetune.linear_probe import fit_linear_probe
 from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 from keras_transfer.finetune.schedules import OneCycle, warmup_cosine
 
@@ -368,6 +369,9 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
                     *caches.head_features(),
                     epochs=recipe.head_epochs,
                     seed=cache_seeds["head"],
+                    before_epochs=_probe_start(model, best, seconds, cache_seeds["head"])
+                    if recipe.probe_start
+                    else None,
                     batch_size=batch_size,
                     callbacks=[*guards["head"], *backup_callbacks, *callbacks],
                     phase_options=phase_options,
@@ -544,6 +548,25 @@ class _Caches:
         return self._head_features
 
 
+def _probe_start(model, best, seconds, seed):
+    """`before_epochs` of a head phase that starts from a logistic regression (`Recipe.probe_start`).
+
+    The start is scored on validation as epoch 0 of the head phase, so `best`
+    keeps it when no epoch beats it.
+    """
+
+    def start(head, train_cache, validation):
+        began = time.perf_counter()
+        if not fit_linear_probe(head, model.head.task, train_cache, seed=seed):
+            return
+        seconds["linear_probe"] = time.perf_counter() - began
+        if best is not None and validation is not None:
+            scores = head.evaluate(validation, return_dict=True, verbose=0)
+            best.on_epoch_end(-1, {f"val_{name}": value for name, value in scores.items()})
+
+    return start
+
+
 def _fit_on_cache(
     model,
     phase,
@@ -559,11 +582,14 @@ def _fit_on_cache(
     verbose,
     initial_epoch=0,
     resumed_epoch=0,
+    before_epochs=None,
 ):
     """Trains `part` (a model over cached features that shares `model`'s layers) for one phase.
 
     A resumed phase skips the batches of the epochs that finished, so with the
-    same `seed` it sees what the uninterrupted phase saw.
+    same `seed` it sees what the uninterrupted phase saw. `before_epochs(part,
+    train_cache, validation_dataset)` runs once the part is compiled, before
+    its first epoch (not when resuming).
     """
     part_batch = batch_size or train_cache.batch_size
     early_stopping_only = dict(phase_options, checkpoint_dir=None)
@@ -571,12 +597,15 @@ def _fit_on_cache(
     finished_epochs = max(0, resumed_epoch - initial_epoch)
     # The same optimizer and loss: the part's variables are the model's.
     part.compile(optimizer=model.optimizer, loss=model.loss, metrics=model.head.metrics())
+    validation = validation_cache.validation_dataset(part_batch) if validation_cache else None
+    if before_epochs is not None and not finished_epochs:  # a resumed phase restores its own weights
+        before_epochs(part, train_cache, validation)
     history = part.fit(
         train_cache.dataset(part_batch, seed=seed).skip(finished_epochs * steps),
         steps_per_epoch=steps,
         initial_epoch=initial_epoch,
         epochs=initial_epoch + epochs,
-        validation_data=validation_cache.validation_dataset(part_batch) if validation_cache else None,
+        validation_data=validation,
         callbacks=[*phase_callbacks(phase, **early_stopping_only), *callbacks],
         shuffle=False,  # the cache shuffles itself
         verbose=verbose,
