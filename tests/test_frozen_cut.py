@@ -211,3 +211,21 @@ def test_the_summary_line_names_the_logistic_regression_start():
     assert best_epoch_line({"phase": "finetune", "epoch": 7, "val_accuracy": 0.5}).startswith(
         "Kept the weights of epoch 7 (fine-tuning phase)"
     )
+
+
+def test_validation_outputs_from_the_caches_equal_running_the_model():
+    train, _, _ = image_dataset(n=16, batch_size=8, shuffle=True)
+    validation, images, labels = image_dataset(n=8, batch_size=4, seed=1)
+    for options in (dict(unfreeze="conv3", finetune_epochs=1), dict(finetune_epochs=0)):
+        model = tiny_classifier()
+        history = model.fine_tune(train, validation, head_epochs=1, cache_features=True, verbose=0, **options)
+        cached_labels, outputs = history.validation_outputs
+        np.testing.assert_array_equal(cached_labels, labels)  # the validation data's order
+        np.testing.assert_allclose(outputs, model.predict(images, verbose=0), atol=1e-5)
+        shortcut = kt.evaluation.evaluate_model(model, validation, predictions=history.validation_outputs)
+        assert shortcut.to_dict() == kt.evaluation.evaluate_model(model, validation).to_dict()
+    # Fine-tuning the whole network outside the cache: the cached head features no longer hold.
+    history = tiny_classifier().fine_tune(
+        train, validation, head_epochs=1, finetune_epochs=1, unfreeze="all", cache_features=True, verbose=0
+    )
+    assert history.validation_outputs is None

@@ -235,7 +235,9 @@ def _train_and_write(args, folder, model, train, validation, recipe):
     seconds = time.perf_counter() - start
 
     evaluated = validation if validation is not None else train
-    report = evaluation.evaluate_model(model, evaluated)
+    # From the cached features where they hold: the validation images need not run through the model again.
+    predictions = history.validation_outputs if validation is not None else None
+    report = evaluation.evaluate_model(model, evaluated, predictions=predictions)
     files.save_model(model, folder.file("model.keras"))
     evaluation.plot_training_curves(history, folder.file("training_curves.png"))
     evaluation.plot_confusion_matrix(report.confusion_matrix, report.class_names, folder.file("confusion_matrix.png"))

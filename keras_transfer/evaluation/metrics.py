@@ -140,6 +140,7 @@ def evaluate_model(
     batch_size=32,
     threshold=0.5,
     from_logits=None,
+    predictions=None,
 ):
     """Runs `model` once over `data` and measures its predictions.
 
@@ -163,6 +164,9 @@ def evaluate_model(
         from_logits: whether the model outputs logits; defaults to
             `model.head.from_logits`, else it is guessed from the outputs
             (values outside [0, 1], or multiclass rows not summing to 1).
+        predictions: `(labels, outputs)` of `model` on `data`, already
+            computed (`FineTuneHistory.validation_outputs`, from cached
+            features): measured without running the model again.
 
     Returns:
         An `EvaluationReport`.
@@ -178,7 +182,7 @@ def evaluate_model(
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
 
-    y_true, outputs = _predict(model, data, batch_size)
+    y_true, outputs = _predict(model, data, batch_size) if predictions is None else map(np.asarray, predictions)
     if len(outputs) == 0:
         raise ValueError("The data holds no examples to evaluate.")
     if task == "regression":

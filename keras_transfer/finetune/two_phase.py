@@ -54,6 +54,9 @@ class FineTuneHistory:
     `{"phase", "epoch", "val_accuracy", "val_loss"}` (epochs counted from 1
     over both phases). `finetune_stopped` says why fine-tuning ended before
     its last epoch (the recipe's `finetune_patience`), or is None.
+    `validation_outputs` is `(labels, outputs)` of the model it leaves on the
+    validation data, computed from cached features where they still hold
+    (for `evaluate_model(..., predictions=...)`), or None.
     """
 
     head: keras.callbacks.History | None
@@ -62,6 +65,7 @@ class FineTuneHistory:
     diverged: str | None = None
     best: dict | None = None
     finetune_stopped: str | None = None
+    validation_outputs: tuple | None = None
 
     @property
     def phases(self):
@@ -478,6 +482,7 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
         diverged,
         best.best if best else None,
         gate.message if gate is not None else None,
+        caches.validation_outputs(fine_tuned_uncached=finetune_history is not None and cut is None),
     )
 
 
@@ -533,6 +538,23 @@ class _Caches:
         if self._below_cut is None:
             self._below_cut = self._both(BELOW_CUT_SECONDS, self._run_over_data(self.cut.bottom))
         return self._below_cut
+
+    def validation_outputs(self, *, fine_tuned_uncached):
+        """`(labels, outputs)` of the model on the validation data from a cache that still holds, or None.
+
+        The cut's cache holds for everything above the cut; the head features'
+        only while no backbone layer trained outside the cache.
+        """
+        if self.validation_data is None:
+            return None
+        if self._below_cut is not None:
+            cache, part = self._below_cut[1], self.cut.top
+        elif self._head_features is not None and not fine_tuned_uncached:
+            cache, part = self._head_features[1], self.model.head_model()
+        else:
+            return None
+        outputs = part.predict(np.asarray(cache.features[0], dtype="float32"), batch_size=cache.batch_size, verbose=0)
+        return cache.labels, outputs
 
     def head_features(self):
         if self._head_features is None and self.cut is None:
