@@ -781,7 +781,7 @@ def test_help_shows_the_library_defaults_and_choices(capsys):
     assert ", ".join(data.CLEANING_STEPS) in text
     image = help_of("train")
     recipe = recipes.IMAGE_RECIPE
-    assert f"(default: {recipe.head_epochs})" in image and f"default: {recipe.finetune_learning_rate:g}" in image
+    assert f"(default: {recipe.head_epochs}," in image and f"default: {recipe.finetune_learning_rate:g}" in image
     assert "{" + ",".join(recipes.OPTIMIZERS) + "}" in image and "one_cycle" in image
     assert "{" + ",".join(quantization.QUANTIZATION_MODES) + "}" in help_of("export")
     assert "--method {qat,prune,cluster}" in help_of("optimize")

@@ -219,7 +219,8 @@ def test_fine_tune_histories_epochs_and_seconds():
     history = model.fine_tune(train, val, head_epochs=2, finetune_epochs=1, unfreeze=4, verbose=0)
     assert isinstance(history, kt.FineTuneHistory)
     assert history.head.epoch == [0, 1] and history.finetune.epoch == [2]
-    # The default caches the frozen layers' outputs once, for both phases: each part is timed.
+    # The default caches the frozen layers' outputs once, for both phases, and starts the head
+    # from a logistic regression: each part is timed.
     assert set(history.seconds) == {
         "head",
         "finetune",
@@ -227,6 +228,7 @@ def test_fine_tune_histories_epochs_and_seconds():
         "below_cut_validation",
         "head_features",
         "head_validation_features",
+        "linear_probe",
     }
     assert min(history.seconds.values()) > 0 and history.seconds["below_cut"] < history.seconds["head"]
     merged = history.merged()
