@@ -1,5 +1,6 @@
 """The `keras-transfer` command line, end to end through `main()` and the installed script."""
 
+import argparse
 import contextlib
 import io
 import json
@@ -933,3 +934,21 @@ def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
     assert report["pooling"] == "mean"  # from the folder's 1_Pooling/config.json
     assert report["trainable_percent"] < 5 and report["total_params"] > 22_000_000
     assert report["val_accuracy"] >= 0.9 and report["val_accuracy"] >= majority + 0.05
+
+
+def test_every_command_shows_examples_that_parse_and_helps_every_option():
+    import shlex
+
+    parser = cli.build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name, command in subparsers.choices.items():
+        assert command.description, f"{name} has no description"
+        assert all(action.help for action in command._actions), f"{name} has an option without help"
+        text = command.format_help()
+        assert "examples:\n  keras-transfer " + name in text
+        examples = [line.strip() for line in text.split("examples:\n", 1)[1].splitlines() if line.strip()]
+        assert examples
+        for example in examples:
+            words = shlex.split(example)
+            assert words[:2] == ["keras-transfer", name]
+            parser.parse_args(words[1:])  # argparse exits (SystemExit) on an example that does not parse

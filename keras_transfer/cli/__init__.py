@@ -40,6 +40,15 @@ __all__ = [
 _DEBUG_HELP = f"show the full traceback of any error (also: {DEBUG_ENVIRONMENT}=1)"
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, keeping the examples under `--help` one per line as written."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-transfer",
@@ -49,6 +58,8 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         subparser = command.add_parser(subparsers)
+        subparser.formatter_class = _HelpFormatter
+        subparser.epilog = "examples:\n" + "\n".join(f"  {example}" for example in command.EXAMPLES)
         # Also after the command (`keras-transfer train ... --debug`); SUPPRESS keeps the top-level value.
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
         # main words errors with this command's flags.

@@ -4,10 +4,21 @@ import json
 
 from keras_transfer.cli.common import CommandError
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer backbones",
+    "keras-transfer backbones --family EfficientNet",
+    "keras-transfer backbones --text --family BERT",
+)
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "backbones", help="list the backbones in the registry (--text: the keras-hub text presets)"
+        "backbones",
+        help="list the backbones in the registry (--text: the keras-hub text presets)",
+        description="Lists the image backbones `train --backbone` takes (Keras Applications: family, default "
+        "and smallest input size, constructor), or with --text the keras-hub text presets `train-text "
+        "--backbone` takes, by family. Local keras-hub preset folders and Hugging Face folders work too.",
     )
     parser.add_argument("--family", help="only this family, e.g. MobileNet (with --text: BERT)")
     parser.add_argument(

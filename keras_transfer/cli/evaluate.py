@@ -4,6 +4,13 @@ import json
 
 from keras_transfer.cli import common
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer evaluate runs/photos/model.keras photos_test/",
+    "keras-transfer evaluate photos_int8.tflite photos_test/ --json",
+    "keras-transfer evaluate runs/reviews/model.keras test.csv --text-column text --label-column label",
+)
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(

@@ -11,6 +11,15 @@ from keras_transfer.deploy.export import FORMATS
 from keras_transfer.deploy.export import export as export_model
 from keras_transfer.deploy.quantization import IO_DTYPES, QUANTIZATION_MODES, Quantization
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer export runs/photos/model.keras --output photos.tflite",
+    "keras-transfer export runs/photos/model.keras --quantize int8 --representative-data photos/ "
+    "--eval-data photos_test/ --output photos_int8.tflite",
+    "keras-transfer export runs/photos/model.keras --max-accuracy-drop 0.005 --representative-data photos/ "
+    "--eval-data photos_test/ --output photos_small.tflite",
+)
+
 
 def add_parser(subparsers):
     num_samples = common.library_default(Quantization.int8, "num_samples")
@@ -25,7 +34,13 @@ def add_parser(subparsers):
         "file within that drop. Class names are written beside the model (OUTPUT.json).",
     )
     parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
-    parser.add_argument("--format", default=common.library_default(export_model, "format"), choices=FORMATS)
+    default_format = common.library_default(export_model, "format")
+    parser.add_argument(
+        "--format",
+        default=default_format,
+        choices=FORMATS,
+        help=f"tflite (LiteRT, run by the interpreter to check it) or saved_model (default: {default_format})",
+    )
     parser.add_argument(
         "--quantize",
         default=common.library_default(export_model, "quantization"),

@@ -20,6 +20,14 @@ def _defaults(option):
     )
 
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer optimize runs/photos/model.keras photos/ --method qat --val-dir photos_test/ "
+    "--output runs/photos_qat",
+    "keras-transfer optimize runs/photos/model.keras photos/ --method prune --sparsity 0.5 --output runs/pruned",
+)
+
+
 def add_parser(subparsers):
     sparsity = common.library_default(optimize_lib.prune, "sparsity")
     clusters = common.library_default(optimize_lib.cluster, "clusters")

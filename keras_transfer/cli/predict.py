@@ -7,6 +7,13 @@ from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
 from keras_transfer.data import CLEANING_STEPS
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer predict runs/photos/model.keras cat.jpg dog.jpg",
+    "keras-transfer predict photos_int8.tflite cat.jpg --json",
+    "keras-transfer predict runs/reviews/model.keras 'a gripping, funny film' 'two dull hours'",
+)
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(

@@ -15,6 +15,15 @@ from keras_transfer.cli.common import CommandError
 from keras_transfer.data import AUGMENTATION_PRESETS
 from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --output runs/photos",
+    "keras-transfer train train/ --val-dir validation/ --backbone efficientnet_v2_b0 --output runs/b0",
+    "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --no-cache-features --augment strong "
+    "--head-epochs 5 --output runs/classic",
+    "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --output runs/photos --resume",
+)
+
 
 def add_parser(subparsers):
     recipe = IMAGE_RECIPE

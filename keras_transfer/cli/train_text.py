@@ -32,6 +32,14 @@ def _default_text(values, style="{}"):
     return ", ".join(f"{style.format(value)} {name}" for name, value in values.items())
 
 
+# Shown under `--help` (and checked to parse by the tests).
+EXAMPLES = (
+    "keras-transfer train-text reviews.csv --val-split 0.1 --backbone bert_tiny_en_uncased --output runs/reviews",
+    "keras-transfer train-text train.tsv --val-file dev.tsv --text-column sentence --label-column label "
+    "--backbone ./all-MiniLM-L6-v2 --recipe lora --output runs/lora",
+)
+
+
 def add_parser(subparsers):
     names = tuple(recipes.TEXT_RECIPES)
     parser = subparsers.add_parser(

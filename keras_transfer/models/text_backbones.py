@@ -29,7 +29,18 @@ class TextBackboneSpec:
     def presets(self):
         import keras_hub
 
-        return list(getattr(keras_hub.models, self.backbone_class).presets)
+        backbone = getattr(keras_hub.models, self.backbone_class)
+        # keras-hub lists a subclass's presets under its parents too (XLMRobertaBackbone's under
+        # RobertaBackbone): each preset belongs to the most specific registered family.
+        subclasses = [
+            getattr(keras_hub.models, spec.backbone_class)
+            for spec in TEXT_BACKBONES.values()
+            if spec.backbone_class != self.backbone_class
+        ]
+        claimed = {
+            name for other in subclasses if issubclass(other, backbone) for name in getattr(other, "presets", {})
+        }
+        return [name for name in backbone.presets if name not in claimed]
 
 
 TEXT_BACKBONES = {
