@@ -35,14 +35,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from cli_run import run_command
 
 import keras_transfer as kt
 
@@ -50,8 +49,6 @@ import keras_transfer as kt
 TARGETS = {"accuracy_min": 0.99, "time_ratio_max": 0.15, "frozen_floor_ratio_max": 1.5, "overhead_ratio_max": 1.02}
 BATCH_SIZE = 32
 PARTS = ("floor", "recipes", "probe", "second_folder", "overhead", "switches")
-# The installed command, run by this interpreter (the benchmark's environment).
-CLI = (sys.executable, "-c", "import sys; from keras_transfer.cli import main; sys.exit(main())")
 # `fine_tune`'s seconds spent running the frozen layers once (FineTuneHistory.seconds).
 CACHING_PARTS = ("below_cut", "below_cut_validation", "head_features", "head_validation_features")
 VALIDATION_CACHING_PARTS = ("below_cut_validation", "head_validation_features")
@@ -155,10 +152,8 @@ def tutorial_recipe(root, head_epochs=10, finetune_epochs=10, image_size=160):
 
 def cli_defaults(root, extra_options=()):
     """`keras-transfer train` with its defaults, in a process of its own, as a user runs it."""
-    with tempfile.TemporaryDirectory() as folder:
-        output = os.path.join(folder, "run")
-        command = [
-            *CLI,
+    report, total, command = run_command(
+        [
             "train",
             os.path.join(root, "train"),
             "--val-dir",
@@ -167,17 +162,9 @@ def cli_defaults(root, extra_options=()):
             "mobilenet_v2",
             "--weights",
             "imagenet",
-            "--output",
-            output,
             *extra_options,
         ]
-        start = time.perf_counter()
-        finished = subprocess.run(command, capture_output=True, text=True)
-        total = time.perf_counter() - start
-        if finished.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
-        with open(os.path.join(output, "report.json")) as file:
-            report = json.load(file)
+    )
     history, phases = report["history"], report["phases"]
     head_epochs = phases["head"]["epochs"]
     # Per-epoch times are not in the report: the plot spreads each phase's epochs over its seconds,
@@ -200,7 +187,7 @@ def cli_defaults(root, extra_options=()):
                 }
             )
     return {
-        "command": " ".join(["keras-transfer", *command[len(CLI) :]]).replace(root, "$DATA").replace(output, "OUT"),
+        "command": command.replace(root, "$DATA"),
         "image_size": report["image_size"][0],
         "val_accuracy": report["val_accuracy"],
         "head_accuracy": max(history["val_accuracy"][:head_epochs]) if head_epochs else None,

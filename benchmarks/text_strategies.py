@@ -43,14 +43,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from cli_run import run_command
 
 import keras_transfer as kt
 from keras_transfer.finetune.recipes import TEXT_RECIPE, TEXT_RECIPES, text_recipe
@@ -245,20 +243,14 @@ def _run_bucketing(args, paths, sequence_length):
     _write_markdown(os.path.join(out_dir, "text_bucketing.md"), _bucketing_table(result), setup, result)
 
 
-# The installed command, run by this interpreter (the benchmark's environment).
-CLI = (sys.executable, "-c", "import sys; from keras_transfer.cli import main; sys.exit(main())")
-
-
 def _cli_defaults(paths):
     """`keras-transfer train-text` on the whole SST-2 training set with no recipe options, in its own process.
 
     The column options only say where SST-2's files keep their texts and labels
     (their headers name the text column differently).
     """
-    with tempfile.TemporaryDirectory() as folder:
-        output = os.path.join(folder, "run")
-        command = [
-            *CLI,
+    report, total, shown = run_command(
+        [
             "train-text",
             paths["train"],
             "--val-file",
@@ -269,17 +261,8 @@ def _cli_defaults(paths):
             "0",
             "--backbone",
             paths["backbone"],
-            "--output",
-            output,
         ]
-        start = time.perf_counter()
-        finished = subprocess.run(command, capture_output=True, text=True)
-        total = time.perf_counter() - start
-        if finished.returncode != 0:
-            raise RuntimeError(f"train-text failed:\n{finished.stderr[-3000:]}")
-        with open(os.path.join(output, "report.json")) as file:
-            report = json.load(file)
-    shown = " ".join(["keras-transfer", *command[len(CLI) :]]).replace(output, "OUT")
+    )
     for name, path in paths.items():
         shown = shown.replace(path, f"${name.upper()}")
     return {
