@@ -208,7 +208,7 @@ def test_predict(trained_run, capsys):
     root, output = trained_run
     images = [str(root / "val" / "cats" / "0.jpg"), str(root / "val" / "dogs" / "0.jpg")]
     assert main(["predict", str(output / "model.keras"), *images, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
     assert [row["image"] for row in rows] == images
     assert all(row["class"] in ("cats", "dogs") and 0.5 <= row["probability"] <= 1 for row in rows)
 
@@ -804,7 +804,7 @@ def test_predict_text_sentences_and_file(text_files, text_run, tmp_path, capsys)
         main(["predict", str(output / "model.keras"), "good film", "awful movie", "--file", str(sentences), "--json"])
         == 0
     )
-    rows = _last_json_line(capsys.readouterr().out)
+    rows = _last_json_line(capsys.readouterr().out)["predictions"]
     assert [row["text"] for row in rows] == ["good film", "awful movie", "the worst plot", "nice film"]
     assert all(row["class"] in TEXT_CLASSES and 0.5 <= row["probability"] <= 1 for row in rows)
 
@@ -936,8 +936,10 @@ def test_train_text_lora_on_real_sms_spam(assets_dir, tmp_path, capsys):
     assert report["val_accuracy"] >= 0.9 and report["val_accuracy"] >= majority + 0.05
 
 
-def test_every_command_shows_examples_that_parse_and_helps_every_option():
+def test_every_command_shows_examples_that_parse_and_helps_every_option(tmp_path):
     import shlex
+
+    from keras_transfer.cli.common import expand_config
 
     parser = cli.build_parser()
     subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
@@ -951,4 +953,8 @@ def test_every_command_shows_examples_that_parse_and_helps_every_option():
         for example in examples:
             words = shlex.split(example)
             assert words[:2] == ["keras-transfer", name]
-            parser.parse_args(words[1:])  # argparse exits (SystemExit) on an example that does not parse
+            if "--config" in words:  # the report an earlier example's run wrote
+                report = tmp_path / words[words.index("--config") + 1].replace("/", "_")
+                report.write_text(json.dumps({"command_line": shlex.split(examples[0])[1:]}))
+                words[words.index("--config") + 1] = str(report)
+            parser.parse_args(expand_config(words[1:]))  # argparse exits (SystemExit) on an example that does not parse

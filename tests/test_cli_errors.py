@@ -110,12 +110,12 @@ def test_truncated_tflite_file_is_one_line_and_a_library_error(files, tmp_path, 
 def test_predict_runs_an_image_model_tflite(files, capsys):
     images = [str(files / "dark.png"), str(files / "light.jpg")]
     assert main(["predict", str(files / "model.tflite"), *images, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
     assert [row["image"] for row in rows] == images
     assert all(row["class"] in CLASSES and 0.5 <= row["probability"] <= 1 for row in rows)
     # The same predictions as the model.keras it was exported from.
     assert main(["predict", str(files / "model.keras"), *images, "--json"]) == 0
-    keras_rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    keras_rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
     assert [row["class"] for row in keras_rows] == [row["class"] for row in rows]
 
 
@@ -126,21 +126,22 @@ def test_predict_goes_on_past_unreadable_inputs_and_names_them(files, tmp_path, 
     inputs = [str(files / "dark.png"), str(bad), missing, str(files / "light.jpg")]
     assert main(["predict", str(files / "model.keras"), *inputs, "--json"]) == EXIT_BAD_INPUT
     captured = capsys.readouterr()
-    rows = json.loads(captured.out.strip().splitlines()[-1])
+    rows = json.loads(captured.out.strip().splitlines()[-1])["predictions"]
     assert [row["image"] for row in rows] == inputs
     assert [row["class"] is not None for row in rows] == [True, False, False, True]
     assert "cannot be decoded" in rows[1]["error"] and rows[2]["error"] == "no such file"
     err = captured.err
-    assert "Traceback" not in err and "Skipping 2 unreadable image file(s):" in err
+    assert "Traceback" not in err and "Skipping 2 unreadable image files:" in err
     assert f"  {bad}: cannot be decoded" in err and f"  {missing}: no such file" in err
     assert err.strip().splitlines()[-1] == (
         "keras-transfer predict: error: 2 of 4 inputs could not be read as images (named above); "
         "the other 2 were predicted."
     )
-    # Text output: the readable ones are printed.
+    # Text output: what ran, then the readable ones.
     assert main(["predict", str(files / "model.keras"), str(bad), str(files / "dark.png")]) == EXIT_BAD_INPUT
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].split()[0] == str(files / "dark.png")
+    assert out[0] == "Ran model.keras in Keras (float32)"
+    assert len(out) == 2 and out[1].split()[0] == str(files / "dark.png")
 
 
 def test_evaluate_names_skipped_images_like_predict(files, tmp_path, capsys):
@@ -150,7 +151,7 @@ def test_evaluate_names_skipped_images_like_predict(files, tmp_path, capsys):
     (tmp_path / "dark" / "broken.jpg").write_text("nope")
     assert main(["evaluate", str(files / "model.keras"), str(tmp_path), "--json"]) == 0
     err = capsys.readouterr().err
-    assert "keras-transfer evaluate: warning: Skipping 1 unreadable image file(s):" in err
+    assert "keras-transfer evaluate: warning: Skipping 1 unreadable image file:" in err
     assert f"  {tmp_path / 'dark' / 'broken.jpg'}" in err and "UserWarning" not in err
 
 

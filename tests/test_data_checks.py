@@ -61,6 +61,21 @@ def test_a_validation_file_without_some_classes_warns(tmp_path):
         data.text_file(train, text_column="text", label_column="label", validation_file=validation)
 
 
+def test_a_class_with_few_validation_examples_warns_and_the_split_is_stratified(tmp_path):
+    # The case: 8 images, 4 per class; a random split could hold out two dogs only.
+    root = make_folder(tmp_path / "images", per_class=(4, 4))
+    with pytest.warns(UserWarning, match=r"\['cats', 'dogs'\] .* fewer than 5 validation examples.*by 100% or more"):
+        train, validation = data.image_folder(root, image_size=16, validation_split=0.25)
+    assert train.class_counts == [3, 3] and validation.class_counts == [1, 1]
+    texts = [f"text {i}" for i in range(40)]
+    labels = ["pos"] * 30 + ["neg"] * 10
+    with pytest.warns(
+        UserWarning, match=r"\['neg'\] of the texts list have fewer than 5 validation examples.*'neg' \(2\)"
+    ):
+        train, validation = data.from_texts(texts, labels, validation_split=0.2)
+    assert validation.class_counts == [2, 6] and train.class_counts == [8, 24]
+
+
 # --- a header row with index columns ------------------------------------------
 
 

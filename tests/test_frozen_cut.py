@@ -127,12 +127,16 @@ def gated_fit(accuracies, patience, epochs):
 def test_the_gate_stops_fine_tuning_once_it_no_longer_beats_the_best_epoch():
     assert gated_fit([0.7, 0.9, 0.95], patience=1, epochs=3) == (
         1,
-        "fine-tuning stopped after epoch 1: 1 epoch(s) in a row did not beat the best validation "
-        "epoch so far, epoch 0 (finetune phase)",
+        "fine-tuning stopped after epoch 1 (counted over both phases): epoch 1 did not beat the best "
+        "validation epoch so far, the head's starting weights (epoch 0)",
     )
     assert gated_fit([0.85, 0.9, 0.95], patience=1, epochs=3) == (3, None)
     assert gated_fit([0.85, 0.84, 0.95, 0.9], patience=2, epochs=4) == (4, None)
-    assert gated_fit([0.85, 0.84, 0.83, 0.99], patience=2, epochs=4)[0] == 3
+    assert gated_fit([0.85, 0.84, 0.83, 0.99], patience=2, epochs=4) == (
+        3,
+        "fine-tuning stopped after epoch 3 (counted over both phases): 2 epochs in a row did not beat the best "
+        "validation epoch so far, epoch 1 (finetune phase)",
+    )
 
 
 def test_fine_tune_reports_a_stopped_fine_tuning_phase():

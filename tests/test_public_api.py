@@ -104,6 +104,10 @@ DOCUMENTED_NAMES = [
     "TEXT_RECIPE",
     "TEXT_RECIPES",
     "text_recipe",
+    "ImageClassifier.evaluate_report",
+    "ImageClassifier.export_model",
+    "TextClassifier.evaluate_report",
+    "FineTuneHistory.plot",
 ]
 
 
@@ -175,3 +179,19 @@ def test_models_saved_by_version_0_1_0_still_load_and_predict_the_same(kind):
     # Still a working task: the loaded model trains on.
     labels = np.array([0, 1, 0, 1])
     model.fine_tune((inputs, labels), head_epochs=1, finetune_epochs=0, batch_size=4, verbose=0)
+
+
+def test_evaluation_plots_and_export_are_methods_too(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (12, 32, 32, 3)).astype("float32")
+    y = np.arange(12) % 2
+    x[y == 1] *= 0.2  # two classes a tiny model can tell apart
+    model = kt.ImageClassifier("mobilenet_v2", class_names=["light", "dark"], weights=None, image_size=32)
+    history = model.fine_tune((x, y), (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
+    report = model.evaluate_report((x, y))
+    assert report.to_dict() == kt.evaluation.evaluate_model(model, (x, y)).to_dict()
+    report.plot_confusion_matrix(tmp_path / "confusion.png")
+    history.plot(tmp_path / "curves.png")
+    assert (tmp_path / "confusion.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
+    result = model.export_model(str(tmp_path / "model.tflite"), check_data=(x, y))
+    assert result.format == "tflite" and result.check.top1_agreement == 1.0

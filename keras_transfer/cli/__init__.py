@@ -13,14 +13,16 @@ terms, flag names rather than Python argument names; 130 when interrupted
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import sys
 import warnings
 
+from keras_transfer import quiet
 from keras_transfer.cli import backbones, demo, evaluate, export, optimize, predict, train, train_text
-from keras_transfer.cli.common import CommandError, cli_words
-from keras_transfer.quiet_import import DEBUG_ENVIRONMENT, debugging
+from keras_transfer.cli.common import CommandError, cli_words, expand_config
+from keras_transfer.quiet import DEBUG_ENVIRONMENT, VERBOSE_ENVIRONMENT, debugging
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
@@ -37,7 +39,11 @@ __all__ = [
     "main",
 ]
 
-_DEBUG_HELP = f"show the full traceback of any error (also: {DEBUG_ENVIRONMENT}=1)"
+_DEBUG_HELP = f"show the full traceback of any error, and TensorFlow's messages (also: {DEBUG_ENVIRONMENT}=1)"
+_VERBOSE_HELP = (
+    "show TensorFlow's, absl's and LiteRT's own log lines and warnings, hidden by default "
+    f"(also: {VERBOSE_ENVIRONMENT}=1)"
+)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -54,6 +60,7 @@ def build_parser():
         prog="keras-transfer",
         description="Transfer learning on Keras 3: pretrained backbones, new heads, two-phase fine-tuning, evaluation.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -61,6 +68,7 @@ def build_parser():
         subparser.formatter_class = _HelpFormatter
         subparser.epilog = "examples:\n" + "\n".join(f"  {example}" for example in command.EXAMPLES)
         # Also after the command (`keras-transfer train ... --debug`); SUPPRESS keeps the top-level value.
+        subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
         # main words errors with this command's flags.
         subparser.set_defaults(command_parser=subparser)
@@ -68,8 +76,16 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)  # argparse's own errors: usage and exit 2
+    parser = build_parser()
+    try:
+        argv = expand_config(sys.argv[1:] if argv is None else list(argv))
+    except CommandError as error:
+        parser.error(str(error))  # usage and exit 2, like argparse's own errors
+    args = parser.parse_args(argv)  # argparse's own errors: usage and exit 2
     debug = args.debug or debugging()
+    if args.verbose:
+        os.environ[VERBOSE_ENVIRONMENT] = "1"
+    _load_library()
     prefix = f"keras-transfer {args.command}"
     with _sigterm_as_interrupt(), _short_warnings(prefix):
         try:
@@ -79,6 +95,9 @@ def main(argv=None):
                 raise
             print(f"{prefix}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError:  # `keras-transfer ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 0
         except Exception as error:
             if debug:
                 raise
@@ -92,6 +111,13 @@ def main(argv=None):
                 file=sys.stderr,
             )
             return EXIT_INTERNAL_ERROR
+
+
+def _load_library():
+    """TensorFlow (its start-up lines hidden) and keras_transfer's API, after the arguments are parsed."""
+    quiet.import_tensorflow_quietly()
+    quiet.quiet_python_loggers()
+    importlib.import_module("keras_transfer.api")  # registers the classes saved models name
 
 
 def user_error_message(error):

@@ -7,11 +7,12 @@ checked.
 
 import argparse
 import dataclasses
-import inspect
 import os
 
-from keras_transfer import data
-from keras_transfer.data import CLEANING_STEPS
+from keras_transfer.cli import library_source
+
+# Read from the library's source: --help imports no TensorFlow (see library_source).
+CLEANING_STEPS = library_source.constant("keras_transfer.data.text_cleaning", "CLEANING_STEPS")
 
 
 class CommandError(Exception):
@@ -54,11 +55,6 @@ def _number(text, kind, valid, what):
     if value is None or not valid(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
-
-
-def library_default(function, name):
-    """The default of `function`'s argument `name`: help texts show the library's value, never a copy."""
-    return inspect.signature(function).parameters[name].default
 
 
 CONSTANT = "constant"  # --schedule's name for a recipe's `schedule=None`
@@ -161,7 +157,7 @@ def cli_words(message, parser):
 
 def add_batch_size_option(parser):
     """`--batch-size`, with the data loaders' default."""
-    default = library_default(data.image_folder, "batch_size")
+    default = library_source.default("keras_transfer.data.images", "image_folder", "batch_size")
     parser.add_argument(
         "--batch-size", type=positive_int, default=default, metavar="N", help=f"examples per batch (default: {default})"
     )
@@ -198,7 +194,10 @@ def add_run_options(parser, kind, *, seed=True):
     metavar, output_help, overwrite_help, json_help = _RUN_OUTPUTS[kind]
     if seed:
         parser.add_argument(
-            "--seed", type=int, default=library_default(data.image_folder, "seed"), help="seed of every random draw"
+            "--seed",
+            type=int,
+            default=library_source.default("keras_transfer.data.images", "image_folder", "seed"),
+            help="seed of every random draw",
         )
     parser.add_argument("--output", required=True, metavar=metavar, help=output_help)
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
@@ -210,6 +209,8 @@ def add_run_options(parser, kind, *, seed=True):
             "give the same options as the interrupted run",
         )
     parser.add_argument("--json", action="store_true", help=json_help)
+    if kind == "training":
+        add_config_option(parser)
 
 
 def add_text_file_options(parser, for_model=False):
@@ -231,7 +232,7 @@ def add_text_file_options(parser, for_model=False):
         default="auto",
         choices=["auto", "yes", "no"],
         help=f"{where}whether the first row names the columns; auto: yes when the "
-        "named columns are in it (with index columns, auto means no)",
+        "named columns are in it (with index columns, auto means no) (default: auto)",
     )
     parser.add_argument(
         "--delimiter",
@@ -247,7 +248,8 @@ def add_text_file_options(parser, for_model=False):
         choices=CLEANING_STEPS,
         help=f"{where}cleaning steps applied to every text, in order: "
         + ", ".join(CLEANING_STEPS)
-        + (" (give the ones the model was trained with)" if for_model else ""),
+        + (" (give the ones the model was trained with)" if for_model else "")
+        + " (default: none)",
     )
 
 
@@ -273,7 +275,127 @@ def text_file_options(args):
 
 
 # Options that change no result: --resume may differ from the interrupted run's in these.
-_RESUME_FREE_OPTIONS = ("resume", "overwrite", "json", "debug", "run", "command", "command_parser")
+_RESUME_FREE_OPTIONS = ("resume", "overwrite", "json", "debug", "verbose", "config", "run", "command", "command_parser")
+
+
+# --------------------------------------------------------------------------
+# Repeating a run: report.json's command line and --config.
+
+
+def add_config_option(parser):
+    """`--config REPORT`: repeat the run a report.json describes (read by `expand_config` before parsing)."""
+    parser.add_argument(
+        "--config",
+        metavar="REPORT",
+        help="repeat the run that wrote REPORT (its report.json): its command line is used, and the "
+        "options given here replace its options (give a new --output, or --overwrite)",
+    )
+
+
+def expand_config(argv):
+    """`argv` with `--config REPORT` replaced by the command line REPORT recorded (`run_settings`).
+
+    The recorded options come first, so those given beside --config replace
+    them (argparse keeps an option's last value). Raises CommandError for a
+    report that cannot be read or that another command wrote.
+    """
+    import json
+
+    index = next((i for i, token in enumerate(argv) if token == "--config" or token.startswith("--config=")), None)
+    if index is None:
+        return list(argv)
+    token = argv[index]
+    if token == "--config":
+        if index + 1 >= len(argv):
+            raise CommandError("--config needs the path of a report.json written by train or train-text.")
+        path, rest = argv[index + 1], [*argv[:index], *argv[index + 2 :]]
+    else:
+        path, rest = token.split("=", 1)[1], [*argv[:index], *argv[index + 1 :]]
+    try:
+        with open(path, encoding="utf-8") as file:
+            recorded = json.load(file).get("command_line")
+    except (OSError, ValueError, AttributeError) as error:
+        raise CommandError(f"--config {path!r}: cannot read it as a report.json ({error}).") from error
+    if not isinstance(recorded, list) or not recorded or not all(isinstance(item, str) for item in recorded):
+        raise CommandError(
+            f"--config {path!r} has no command line to repeat: give a report.json written by "
+            "`keras-transfer train` or `train-text`."
+        )
+    commands = [token for token in rest if not token.startswith("-")]
+    if commands and commands[0] != recorded[0]:
+        raise CommandError(
+            f"--config {path!r} was written by `keras-transfer {recorded[0]}`, not `{commands[0]}`: "
+            f"run `keras-transfer {recorded[0]} --config {path}`."
+        )
+    position = rest.index(commands[0]) if commands else len(rest)
+    return [*rest[:position], *recorded, *rest[position + 1 :]]
+
+
+# Options of a command that are not settings of the run (shown nowhere in report.json's command line).
+_NOT_SETTINGS = (*_RESUME_FREE_OPTIONS, "help")
+
+
+def run_settings(parser, args):
+    """`(command_line, defaults_used)` of a training run, for report.json.
+
+    `command_line` is the argv after `keras-transfer` that repeats the run
+    (`--config` reads it): the command, its arguments and every option with a
+    value, given or default (`--seed 1337`), so a later version's defaults do
+    not change it. `defaults_used` names the options left at their defaults;
+    those without a value here (the recipe's: `--head-epochs`, ...) resolved
+    to the values report.json's `recipe` holds.
+    """
+    command_line, defaults_used = [parser.prog.split()[-1]], []
+    for action in parser._actions:
+        if action.dest in _NOT_SETTINGS or action.dest == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:  # a positional argument
+            command_line.extend(str(item) for item in (value if isinstance(value, list) else [value]))
+            continue
+        flag = next(flag for flag in action.option_strings if flag.startswith("--"))
+        if value is None or value == action.default:
+            defaults_used.append(flag)
+        if value is None or (value is False and not isinstance(action, argparse.BooleanOptionalAction)):
+            continue  # no value, or a flag that is off
+        if isinstance(action, argparse.BooleanOptionalAction):
+            command_line.append(flag if value else "--no-" + flag[2:])
+        elif action.nargs == 0:  # store_true
+            command_line.append(flag)
+        else:
+            command_line.extend([flag, *(str(item) for item in (value if isinstance(value, list) else [value]))])
+    return command_line, defaults_used
+
+
+def data_summary(train, validation):
+    """report.json's `data`: examples and examples per class of each split, and the files skipped."""
+
+    def split(dataset):
+        counts = getattr(dataset, "class_counts", None)
+        names = dataset.class_names or [str(index) for index in range(len(counts or []))]
+        return {
+            "examples": dataset.num_examples,
+            "class_counts": dict(zip(names, counts)) if counts is not None else None,
+        }
+
+    summary = {"train": split(train), "validation": split(validation) if validation is not None else None}
+    summary["skipped_files"] = train.skipped_files + (validation.skipped_files if validation is not None else [])
+    return summary
+
+
+def run_record(args, train, validation):
+    """What report.json needs to repeat a training run: its command line, seed, data and library versions."""
+    from keras_transfer.version import environment
+
+    command_line, defaults_used = run_settings(args.command_parser, args)
+    return {
+        "command_line": command_line,
+        "defaults_used": defaults_used,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "data": data_summary(train, validation),
+        "environment": environment(),
+    }
 
 
 def check_output_dir(path, overwrite, *, resume=False, args=None):
@@ -332,7 +454,6 @@ def load_model(path):
 
     import keras
 
-    import keras_transfer  # noqa: F401  (registers the classes the file names)
     from keras_transfer.models.transfer_model import TransferModel
 
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
@@ -381,9 +502,11 @@ def _first_sentence(text, limit=200):
 
 
 def load_tflite(path, purpose="run"):
-    """An image model's .tflite in the LiteRT interpreter, with its metadata; CommandErrors for bad files.
+    """A .tflite file in the LiteRT interpreter, with its metadata; CommandErrors for bad files.
 
-    `purpose` ("evaluate", "predict") words the message for a text model's file."""
+    A text model's file comes with the tokenizer its export saved beside it, loaded here (before any
+    work), so it takes sentences; `purpose` ("evaluate", "predict") words the message for a file that
+    is neither an image nor a text model's."""
     from keras_transfer.deploy import litert
     from keras_transfer.errors import ModelFileError
 
@@ -398,18 +521,96 @@ def load_tflite(path, purpose="run"):
             f"{path!r} has no metadata beside it ({path}.json with the head and class names): "
             "export it with `keras-transfer export` or keras_transfer.export_model."
         )
-    if model.image_size is None:
+    if model.takes_text:
+        try:
+            model.text_preprocessor()
+        except ModelFileError as error:
+            raise CommandError(error) from error
+    elif model.image_size is None:
         raise CommandError(
-            f"{path!r} is not an image model (inputs {sorted(model.input_details)}): {purpose} text "
-            "models from their model.keras."
+            f"{path!r} takes inputs {sorted(model.input_details)}, neither images nor token ids with the "
+            f"tokenizer saved beside them: {purpose} the model.keras it was exported from."
         )
     return model
 
 
 def is_text_model(model):
+    """Whether `model` classifies sentences: a TextClassifier, or a text model's .tflite (LiteRTModel)."""
     from keras_transfer.models import TextClassifier
 
-    return isinstance(model, TextClassifier)
+    return isinstance(model, TextClassifier) or getattr(model, "takes_text", False) is True
+
+
+def load_any_model(path, purpose="run"):
+    """A model.keras (in Keras) or a .tflite file (in the LiteRT interpreter), by the file's name."""
+    return load_tflite(path, purpose=purpose) if path.endswith(".tflite") else load_model(path)
+
+
+def runtime_summary(model, path):
+    """Which runtime and quantization run `model` (loaded from `path`): `(line, fields)`.
+
+    The line is printed before a command's results ("Ran model_int8.tflite in the LiteRT interpreter
+    (int8 weights and activations, float32 input/output)"); the fields (`model`, `runtime`,
+    `quantization`, `ran`: the line) go into its --json output. A .tflite file's quantization comes from
+    its export metadata, else from its tensors' dtypes; a model.keras's from its dtype policy and the
+    layers Keras' `model.quantize` quantized.
+    """
+    from keras_transfer.deploy.litert import LiteRTModel
+
+    name = os.path.basename(path)
+    if isinstance(model, LiteRTModel):
+        quantization = model.quantization
+        words = _litert_quantization_words(quantization, model.takes_text)
+        line = f"Ran {name} in the LiteRT interpreter ({words})"
+        return line, {"model": path, "runtime": "litert", "quantization": quantization, "ran": line}
+    policy = model.dtype_policy
+    with_weights = [layer for layer in model._flatten_layers(include_self=False) if not layer._layers and layer.weights]
+    quantized = [layer for layer in with_weights if getattr(layer, "quantization_mode", None)]
+    modes = sorted({layer.quantization_mode for layer in quantized})
+    quantization = {
+        "mode": "/".join(modes) if modes else "none",
+        "dtype_policy": policy.name,
+        "compute_dtype": policy.compute_dtype,
+        "variable_dtype": policy.variable_dtype,
+        "quantized_layers": len(quantized),
+        "layers_with_weights": len(with_weights),
+    }
+    if policy.compute_dtype == policy.variable_dtype:
+        words = policy.compute_dtype
+    else:
+        words = f"{policy.name}: {policy.compute_dtype} compute, {policy.variable_dtype} weights"
+    if quantized:
+        words = (
+            f"{'/'.join(modes)} weights in {len(quantized)} of {len(with_weights)} layers with weights, quantized "
+            f"by Keras' model.quantize; {words} elsewhere"
+        )
+    line = f"Ran {name} in Keras ({words})"
+    return line, {"model": path, "runtime": "keras", "quantization": quantization, "ran": line}
+
+
+def _litert_quantization_words(quantization, text=False):
+    """E.g. "int8 weights and activations, float32 input/output" for `LiteRTModel.quantization`."""
+    weights, activations = quantization["weights"], quantization["activations"]
+    if weights is None:
+        words = "quantization unknown"
+    elif weights == activations:
+        words = f"{weights} weights and activations"
+    else:
+        words = f"{weights} weights, {activations} activations"
+    if quantization["mode"] == "dynamic":
+        words = f"dynamic range: {words}"
+    if quantization["source"] == "tensors" and weights is not None:
+        words += " (read from its tensors)"
+    inputs, outputs = "/".join(quantization["inputs"]), "/".join(quantization["outputs"])
+    if text:
+        inputs += " token-id"
+    return f"{words}, {inputs} input/output" if inputs == outputs else f"{words}, {inputs} input, {outputs} output"
+
+
+def class_count(model):
+    """How many classes a classification model's head tells apart (2 for a binary head)."""
+    head = model.head
+    return 2 if head.task == "binary" else int(head.num_outputs)
 
 
 def labelled_data(model, path, args, option, shuffle=False, seed=None):
@@ -418,6 +619,7 @@ def labelled_data(model, path, args, option, shuffle=False, seed=None):
     Labels index the model's classes: the data may hold any of them (a class
     it lacks is only warned about) and no other. `option` names the argument
     in error messages; `seed` (the loader's default when None) orders a shuffle."""
+    from keras_transfer import data
     from keras_transfer.errors import DataError
 
     seeded = {} if seed is None else {"seed": seed}

@@ -7,9 +7,10 @@ import time
 
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
-from keras_transfer.deploy.export import FORMATS
-from keras_transfer.deploy.export import export as export_model
-from keras_transfer.deploy.quantization import IO_DTYPES, QUANTIZATION_MODES, Quantization
+from keras_transfer.cli.library_source import constant, default
+
+_EXPORT = "keras_transfer.deploy.export"
+_QUANTIZATION = "keras_transfer.deploy.quantization"
 
 # Shown under `--help` (and checked to parse by the tests).
 EXAMPLES = (
@@ -22,8 +23,8 @@ EXAMPLES = (
 
 
 def add_parser(subparsers):
-    num_samples = common.library_default(Quantization.int8, "num_samples")
-    io_dtype = common.library_default(Quantization.int8, "io_dtype")
+    num_samples = default(_QUANTIZATION, "Quantization.int8", "num_samples")
+    io_dtype = default(_QUANTIZATION, "Quantization.int8", "io_dtype")
     parser = subparsers.add_parser(
         "export",
         help="export a saved model to TFLite/LiteRT or SavedModel, checked against Keras",
@@ -34,17 +35,17 @@ def add_parser(subparsers):
         "file within that drop. Class names are written beside the model (OUTPUT.json).",
     )
     parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
-    default_format = common.library_default(export_model, "format")
+    default_format = default(_EXPORT, "export", "format")
     parser.add_argument(
         "--format",
         default=default_format,
-        choices=FORMATS,
+        choices=constant(_EXPORT, "FORMATS"),
         help=f"tflite (LiteRT, run by the interpreter to check it) or saved_model (default: {default_format})",
     )
     parser.add_argument(
         "--quantize",
-        default=common.library_default(export_model, "quantization"),
-        choices=QUANTIZATION_MODES,
+        default=default(_EXPORT, "export", "quantization"),
+        choices=constant(_QUANTIZATION, "QUANTIZATION_MODES"),
         help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
         "(full integer, calibrated on --representative-data)",
     )
@@ -65,7 +66,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--io-dtype",
         default=io_dtype,
-        choices=IO_DTYPES,
+        choices=constant(_QUANTIZATION, "IO_DTYPES"),
         help=f"int8 only: type of the model's inputs and outputs (default {io_dtype})",
     )
     parser.add_argument(
@@ -86,14 +87,14 @@ def add_parser(subparsers):
 
 
 def _check_options(args):
-    unquantized = common.library_default(export_model, "quantization")
+    unquantized = default(_EXPORT, "export", "quantization")
     if args.format == "tflite" and not args.output.endswith(".tflite"):
         raise CommandError(f"--output {args.output!r}: a TFLite file name must end with .tflite.")
     if args.format == "saved_model" and (args.quantize != unquantized or args.max_accuracy_drop is not None):
         raise CommandError("--quantize and --max-accuracy-drop apply to --format tflite.")
     if args.quantize == "int8" and args.representative_data is None and args.max_accuracy_drop is None:
         raise CommandError("--quantize int8 needs --representative-data (training images, across all classes).")
-    if args.io_dtype != common.library_default(Quantization.int8, "io_dtype") and args.quantize != "int8":
+    if args.io_dtype != default(_QUANTIZATION, "Quantization.int8", "io_dtype") and args.quantize != "int8":
         raise CommandError("--io-dtype int8/uint8 needs --quantize int8.")
     if args.max_accuracy_drop is not None and args.eval_data is None:
         raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
@@ -114,6 +115,8 @@ def _check_options(args):
 def run(args):
     _check_options(args)
     from keras_transfer.deploy.budget import export_within_budget
+    from keras_transfer.deploy.export import export as export_model
+    from keras_transfer.deploy.quantization import Quantization
 
     model = common.load_model(args.model)
     eval_data = args.eval_data and common.labelled_data(model, args.eval_data, args, "--eval-data")
@@ -178,13 +181,22 @@ def run(args):
         else (f"; accuracy {check.accuracy_exported:.4f} (Keras {check.accuracy_keras:.4f})")
     )
     print(
-        f"Wrote {result.path} ({result.format}, {result.quantization['mode']}, "
+        f"Wrote {result.path} ({result.format}, {_quantization_words(result.quantization)}, "
         f"{result.size_bytes / 1e6:.2f} MB) in {seconds:.0f} s. Checked on {check.num_examples} "
         f"{summary['checked_on'].replace('-data', ' examples')}: top-1 agreement {agreement}, max abs difference "
         f"{check.max_abs_difference:.2g}{accuracy}."
     )
     if args.json:
         print(json.dumps(summary))
+
+
+def _quantization_words(config):
+    """`int8, calibrated on 24 examples`, `float16`, `no quantization`."""
+    if config["mode"] == "none":
+        return "float32, no quantization"
+    if config.get("calibration_examples") is not None:
+        return f"{config['mode']}, calibrated on {config['calibration_examples']} examples"
+    return config["mode"]
 
 
 def random_inputs(model):

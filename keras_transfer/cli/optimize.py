@@ -6,18 +6,18 @@ import time
 
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
-from keras_transfer.deploy.tfmot import optimize as optimize_lib
+from keras_transfer.cli.library_source import constant, default
+
+_OPTIMIZE = "keras_transfer.deploy.tfmot.optimize"
 
 # The command line's short names of `optimize.METHODS` (the others keep theirs).
 SHORT_NAMES = {"quantization_aware": "qat"}
-METHODS = {SHORT_NAMES.get(method, method): method for method in optimize_lib.METHODS}
+METHODS = {SHORT_NAMES.get(method, method): method for method in constant(_OPTIMIZE, "METHODS")}
 
 
 def _defaults(option):
     """`qat 1, prune 2, cluster 1`: each method's default of `option`, from its function."""
-    return ", ".join(
-        f"{name} {common.library_default(getattr(optimize_lib, method), option):g}" for name, method in METHODS.items()
-    )
+    return ", ".join(f"{name} {default(_OPTIMIZE, method, option):g}" for name, method in METHODS.items())
 
 
 # Shown under `--help` (and checked to parse by the tests).
@@ -29,8 +29,8 @@ EXAMPLES = (
 
 
 def add_parser(subparsers):
-    sparsity = common.library_default(optimize_lib.prune, "sparsity")
-    clusters = common.library_default(optimize_lib.cluster, "clusters")
+    sparsity = default(_OPTIMIZE, "prune", "sparsity")
+    clusters = default(_OPTIMIZE, "cluster", "clusters")
     parser = subparsers.add_parser(
         "optimize",
         help="quantization-aware training, pruning or clustering (TF-MOT), exported to TFLite",
@@ -139,6 +139,7 @@ def _optimize_and_write(args, folder, model, method, train, evaluated, options):
     from keras_transfer import atomic_files as files
     from keras_transfer import evaluation
     from keras_transfer.deploy import reports as report_lib
+    from keras_transfer.deploy.tfmot import optimize as optimize_lib
 
     start = time.perf_counter()
     try:

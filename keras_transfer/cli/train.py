@@ -12,8 +12,10 @@ import time
 
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
-from keras_transfer.data import AUGMENTATION_PRESETS
+from keras_transfer.cli.library_source import constant
 from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS
+
+AUGMENTATION_PRESETS = constant("keras_transfer.data.image_augmentation", "AUGMENTATION_PRESETS")
 
 # Shown under `--help` (and checked to parse by the tests).
 EXAMPLES = (
@@ -22,7 +24,12 @@ EXAMPLES = (
     "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --no-cache-features --augment strong "
     "--head-epochs 5 --output runs/classic",
     "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --output runs/photos --resume",
+    "keras-transfer train --config runs/photos/report.json --seed 2 --output runs/photos_seed2",
 )
+
+
+# How the summary names `FineTuneHistory.phases`.
+PHASE_NAMES = {"head": "head phase", "finetune": "fine-tuning"}
 
 
 def add_parser(subparsers):
@@ -205,9 +212,14 @@ def run(args):
     print()
     print(report.format_text())
     scored = "validation" if validation is not None else "training (no validation data given)"
-    phases = ", ".join(f"{name} {phase['epochs']} epochs" for name, phase in summary["phases"].items())
+    from keras_transfer.finetune.progress import counted
+
+    phases = ", ".join(
+        f"{PHASE_NAMES[name]} {counted(phase['epochs'], 'epoch')}" for name, phase in summary["phases"].items()
+    )
     print(
-        f"\n{model.backbone_name} on {len(train.class_names)} classes, {train.num_examples} training images: "
+        f"\n{model.backbone_name} on {len(train.class_names)} classes, "
+        f"{counted(train.num_examples, 'training image')}: "
         f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
         f"({phases})."
     )
@@ -216,7 +228,7 @@ def run(args):
     if summary["best_epoch"]:
         print(common.best_epoch_line(summary["best_epoch"]))
     if summary["skipped_files"]:
-        print(f"Skipped {len(summary['skipped_files'])} unreadable files (listed in report.json).")
+        print(f"Skipped {counted(len(summary['skipped_files']), 'unreadable file')} (listed in report.json).")
     print(f"Wrote {', '.join(sorted(folder.files))} to {args.output}")
     if args.json:
         print(json.dumps({key: summary[key] for key in summary if key not in ("history", "evaluation")}))
@@ -261,6 +273,7 @@ def _train_and_write(args, folder, model, train, validation, recipe):
         "val_examples": validation.num_examples if validation is not None else 0,
         "val_accuracy": report.accuracy if validation is not None else None,
         "train_accuracy": report.accuracy if validation is None else None,
+        "train_accuracy_last_epoch": _last(history.merged().get("accuracy")),
         "skipped_files": train.skipped_files + (validation.skipped_files if validation is not None else []),
         "diverged": history.diverged,
         "best_epoch": history.best,
@@ -277,9 +290,14 @@ def _train_and_write(args, folder, model, train, validation, recipe):
         "total_params": total,
         "history": history.merged(),
         "evaluation": report.to_dict(),
+        **common.run_record(args, train, validation),
     }
     files.write_json(summary, folder.file("report.json"))
     return summary, report, seconds
+
+
+def _last(values):
+    return values[-1] if values else None
 
 
 def train_in_folder(folder, recipe, train_and_write):

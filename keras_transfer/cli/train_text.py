@@ -11,8 +11,10 @@ import time
 
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
+from keras_transfer.cli.library_source import constant
 from keras_transfer.finetune import recipes
-from keras_transfer.models.text_classifier import POOLINGS
+
+POOLINGS = constant("keras_transfer.models.text_classifier", "POOLINGS")
 
 
 def _main_phase(recipe):
@@ -37,6 +39,7 @@ EXAMPLES = (
     "keras-transfer train-text reviews.csv --val-split 0.1 --backbone bert_tiny_en_uncased --output runs/reviews",
     "keras-transfer train-text train.tsv --val-file dev.tsv --text-column sentence --label-column label "
     "--backbone ./all-MiniLM-L6-v2 --recipe lora --output runs/lora",
+    "keras-transfer train-text --config runs/reviews/report.json --lr 3e-5 --output runs/reviews_lr3e-5",
 )
 
 
@@ -304,8 +307,6 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
         "clean": args.clean,
         "learning_rate": getattr(recipe, f"{_main_phase(recipe)}_learning_rate"),
         "recipe_options": recipe.to_dict(),
-        "batch_size": args.batch_size,
-        "seed": args.seed,
         "diverged": history.diverged,
         "best_epoch": history.best,
         "phases": {
@@ -318,6 +319,7 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
         "trainable_percent": round(100.0 * trainable / total, 4),
         "history": merged,
         "evaluation": report.to_dict() if report is not None else None,
+        **common.run_record(args, train, validation),
     }
     files.write_json(summary, folder.file("report.json"))
     return summary, report, seconds, trainable, total

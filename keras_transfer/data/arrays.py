@@ -122,6 +122,7 @@ def from_arrays(
             num_examples=len(examples[0]),
             batch_size=batch_size,
             seed=seed,
+            labels=examples[1],
             **options,
         )
 

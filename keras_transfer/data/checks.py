@@ -86,6 +86,10 @@ def check_finite(values, what):
         )
 
 
+# Below this many validation examples, one example moves a class's validation accuracy by more than 20%.
+FEW_VALIDATION_EXAMPLES = 5
+
+
 def class_counts(labels, num_classes):
     """Examples per class of int class indices `(N,)` or multi-hot rows `(N, K)`; None for other labels."""
     labels = np.asarray(labels)
@@ -101,7 +105,7 @@ def _named(names, counts):
 
 
 def check_class_coverage(class_names, train_labels, validation_labels=None, *, where, split=False, stacklevel=3):
-    """Fail when a class has no training example; warn when it has no validation (or no) example.
+    """Fail when a class has no training example; warn when it has no, or few, validation examples.
 
     Called by the loaders once the examples are split, so a run that cannot
     learn a class says so before any training.
@@ -153,5 +157,15 @@ def check_class_coverage(class_names, train_labels, validation_labels=None, *, w
             f"class(es) {[names[i] for i in no_validation]} of {where} have no validation examples ({why}: "
             f"{_named([names[i] for i in no_validation], train[no_validation])}): their validation "
             f"accuracy is not measured; {fix}.",
+            stacklevel=stacklevel,
+        )
+    few = [i for i, count in enumerate(validation) if 0 < count < FEW_VALIDATION_EXAMPLES]
+    if few:
+        fix = "a larger validation split (--val-split) or more examples" if split else "more validation examples"
+        warnings.warn(
+            f"class(es) {[names[i] for i in few]} of {where} have fewer than {FEW_VALIDATION_EXAMPLES} "
+            f"validation examples ({_named([names[i] for i in few], validation[few])}): one example moves "
+            f"their validation accuracy by {1 / max(validation[few]):.0%} or more, so it says little; "
+            f"give {fix}.",
             stacklevel=stacklevel,
         )

@@ -303,7 +303,7 @@ def _warn_skipped(scans):
     reasons = {path: why for scan in scans if scan is not None for path, why in scan.reasons.items()}
     if reasons:
         warnings.warn(
-            f"Skipping {len(reasons)} unreadable image file(s):\n  "
+            f"Skipping {len(reasons)} unreadable image {'file' if len(reasons) == 1 else 'files'}:\n  "
             + "\n  ".join(f"{path}: {why}" for path, why in reasons.items()),
             stacklevel=3,
         )
@@ -437,6 +437,7 @@ def image_folder(
             batch_size=batch_size,
             cache=f"{cache}_{subset}" if isinstance(cache, str) else cache,
             skipped_files=scan.unreadable if scan else [],
+            labels=labels,
             **options,
         )
         dataset.skipped_reasons = dict(scan.reasons) if scan else {}

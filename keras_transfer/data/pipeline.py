@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer.data.checks import class_counts
 from keras_transfer.data.image_augmentation import augmentation
 from keras_transfer.errors import DataError
 
@@ -19,12 +20,14 @@ def finish_dataset(
     seed=None,
     map_batches=None,
     skipped_files=(),
+    labels=None,
 ):
     """Turn an unbatched `(inputs, label)` dataset into the dataset a loader returns.
 
     Caches, shuffles, batches, applies `map_batches` to the inputs of each
     batch, prefetches and attaches `class_names`, `num_classes` (default
-    `len(class_names)`), `num_examples` and `skipped_files`.
+    `len(class_names)`), `num_examples`, `skipped_files` and `class_counts`
+    (examples per class, from `labels`; None without class labels).
     """
     if cache is True:
         dataset = dataset.cache()
@@ -49,6 +52,8 @@ def finish_dataset(
     dataset.num_classes = int(num_classes if num_classes is not None else len(class_names))
     dataset.num_examples = int(num_examples)
     dataset.skipped_files = list(skipped_files)
+    counts = class_counts(labels, dataset.num_classes) if labels is not None else None
+    dataset.class_counts = None if counts is None else [int(count) for count in counts]
     return dataset
 
 

@@ -126,6 +126,7 @@ def load_text(
             map_batches=cleaner,
             shuffle_buffer=shuffle_buffer,
             seed=seed,
+            labels=labels,
         )
 
     train_dataset = make(train_texts, train_labels, len(train_texts) if shuffle else 0)

@@ -56,6 +56,7 @@ from keras_transfer.deploy.quantization import (
     representative_samples,
 )
 from keras_transfer.deploy.signatures import export_signature
+from keras_transfer.quiet import native_output_silenced
 
 __all__ = [
     "ENGINES",
@@ -151,6 +152,10 @@ def export(
     if format == "tflite" and not path.endswith(".tflite"):
         raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
     quantization = Quantization.get(quantization)
+    if quantization.mode == "int8" and hasattr(model, "model_inputs"):
+        # Raw samples (a text model's sentences) calibrate as the graph's inputs (token ids).
+        representative = model.model_inputs(quantization.representative_data)
+        quantization = dataclasses.replace(quantization, representative_data=representative)
     engine = _engine(engine, model)
     engine.refuse(model, format, quantization)
     if format == "tflite":
@@ -165,7 +170,9 @@ def export(
         # The file, its metadata and its assets are written aside, then replace the old ones as a set.
         with tempfile.TemporaryDirectory(dir=files.parent_folder(path), prefix=".tmp-export-") as work:
             staged = os.path.join(work, os.path.basename(path))
-            engine.write(graph, staged, format=format, signature=signature, quantization=quantization)
+            with native_output_silenced():  # the converter's C++ log lines (`Reading SavedModel from: ...`)
+                engine.write(graph, staged, format=format, signature=signature, quantization=quantization)
+            info["quantization"] = quantization.get_config()  # with the calibration examples really drawn
             info.update(export_assets(model, assets_path(staged)))
             files.write_json(info, metadata_path(staged))
             files.replace_together(
@@ -179,7 +186,8 @@ def export(
         files.refuse_to_overwrite([path], overwrite)
         refuse_foreign_files(path)  # before converting: --overwrite replaces only what an export wrote
         with files.atomic_folder(path) as temporary:
-            engine.write(graph, temporary, format=format, signature=signature, quantization=quantization)
+            with native_output_silenced():
+                engine.write(graph, temporary, format=format, signature=signature, quantization=quantization)
             info.update(export_assets(model, os.path.join(temporary, ASSETS_FOLDER)))
             files.write_json(info, metadata_path(temporary))
     check = None

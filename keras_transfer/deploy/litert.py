@@ -6,7 +6,9 @@ Keras model interface that evaluation uses: `predict`, `predict_on_batch`,
 `class_names` and `head` (both read from the metadata that `export` writes
 beside the file). Quantized inputs and outputs (int8 or uint8) are converted
 with the file's own scale and zero point, so callers always pass and receive
-float values.
+float values. A text model's file takes token ids; `LiteRTModel` tokenizes
+sentences with the keras-hub preprocessor its export saved beside it (as the
+Keras model does), so `predict` and evaluation also take raw sentences.
 
 >>> model = LiteRTModel("model.tflite")                     # doctest: +SKIP
 >>> report = evaluation.evaluate_model(model, test_data)     # doctest: +SKIP
@@ -24,6 +26,15 @@ import numpy as np
 
 from keras_transfer.errors import ModelFileError
 from keras_transfer.models.heads import Head
+from keras_transfer.quiet import native_output_silenced
+
+# Dtypes of the weights (constants) and activations each quantization mode leaves in the file.
+_QUANTIZATION_DTYPES = {
+    "none": ("float32", "float32"),
+    "dynamic": ("int8", "float32"),
+    "float16": ("float16", "float32"),
+    "int8": ("int8", "int8"),
+}
 
 
 def interpreter_class():
@@ -63,6 +74,8 @@ class LiteRTModel:
         class_names: from the metadata, else None.
         head: the `Head` the model was exported with (from the metadata), else None.
         input_details: `{input name: details}` of the serving signature.
+        takes_text: whether it is a text model's file (token-id inputs, its
+            tokenizer saved beside it by the export).
     """
 
     def __init__(self, path, *, num_threads=None, metadata=None):
@@ -76,6 +89,7 @@ class LiteRTModel:
         if metadata is None and path is not None and os.path.isfile(self.path + ".json"):
             metadata = _read_metadata(self.path + ".json")
         self.metadata = metadata or {}
+        self._preprocessor = None
         self.class_names = self.metadata.get("class_names")
         head = self.metadata.get("head")
         try:
@@ -107,7 +121,11 @@ class LiteRTModel:
     def _new_interpreter(self, num_threads):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-            return interpreter_class()(model_path=self.path, num_threads=num_threads)
+            # Allocating applies the XNNPACK delegate, which prints `INFO: Created TensorFlow Lite XNNPACK ...`.
+            with native_output_silenced():
+                interpreter = interpreter_class()(model_path=self.path, num_threads=num_threads)
+                interpreter.allocate_tensors()
+            return interpreter
 
     @property
     def input_shape(self):
@@ -127,8 +145,129 @@ class LiteRTModel:
         details = [*self.input_details.values(), self._output]
         return any(np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0] for detail in details)
 
+    @property
+    def quantization(self):
+        """What the file was quantized to: `{"mode", "weights", "activations", "inputs", "outputs", "source"}`.
+
+        `mode` is the export metadata's (`none`, `dynamic`, `float16` or
+        `int8`; `source` "metadata") or, when the metadata does not say, read
+        from the dtypes of the file's tensors (`source` "tensors"; None when
+        it cannot be read). `weights` and `activations` are the dtypes of
+        the constant tensors and of the computed ones; `inputs` and `outputs`
+        those of the signature (e.g. `["float32"]`, or `["int32"]` token ids).
+        """
+        config = self.metadata.get("quantization")
+        mode = config.get("mode") if isinstance(config, dict) else None
+        source = "metadata"
+        if mode not in _QUANTIZATION_DTYPES:
+            mode, source = self._tensor_quantization(), "tensors"
+        weights, activations = _QUANTIZATION_DTYPES.get(mode, (None, None))
+        return {
+            "mode": mode,
+            "weights": weights,
+            "activations": activations,
+            "inputs": sorted({np.dtype(detail["dtype"]).name for detail in self.input_details.values()}),
+            "outputs": [np.dtype(self._output["dtype"]).name],
+            "source": source,
+        }
+
+    def _tensor_quantization(self):
+        """The quantization mode read from the tensors: int8 activations, else int8 or float16 constants."""
+        interpreter = self._interpreter
+        try:
+            ops = interpreter._get_ops_details()
+            tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+        except (AttributeError, ValueError, RuntimeError):
+            return None
+        computed = {int(index) for op in ops for index in op["outputs"]}
+        inputs = {int(detail["index"]) for detail in self.input_details.values()}
+        used = {int(index) for op in ops for index in op["inputs"] if index >= 0}
+        constants = used - computed - inputs
+
+        def dtypes(indices):
+            return {np.dtype(tensors[index]["dtype"]).name for index in indices if index in tensors}
+
+        if {"int8", "uint8"} & dtypes(computed):
+            return "int8"
+        if "int8" in dtypes(constants):
+            return "dynamic"
+        if "float16" in dtypes(constants):
+            return "float16"
+        return "none"
+
+    # --- text models ------------------------------------------------------
+
+    @property
+    def takes_text(self):
+        """Whether it is a text model's file: token-id inputs, its tokenizer saved beside it by the export."""
+        return "preprocessor" in self.metadata or "token_ids" in self.input_details
+
+    @property
+    def sequence_length(self):
+        """Tokens per example of a text model's file (fixed in its inputs), else None."""
+        return int(self.input_shape[1]) if self.takes_text and len(self.input_shape) == 2 else None
+
+    def preprocessor_folder(self):
+        """Where the export saved a text model's tokenizer: `<name>_preprocessor` beside the file."""
+        if self.path is None:
+            return None
+        folder = self.metadata.get("preprocessor") or os.path.basename(self.path)[: -len(".tflite")] + "_preprocessor"
+        return os.path.join(os.path.dirname(self.path), folder)
+
+    def text_preprocessor(self):
+        """The keras-hub preprocessor (tokenizer and packer) saved beside a text model's file; loaded once.
+
+        Raises:
+            ModelFileError: the folder is missing or cannot be loaded.
+        """
+        if self._preprocessor is not None:
+            return self._preprocessor
+        folder = self.preprocessor_folder()
+        if folder is None or not os.path.isdir(folder):
+            raise ModelFileError(
+                f"{self.path!r} is a text model's file, but its tokenizer is not beside it (the folder "
+                f"{folder!r} that the export writes): copy that folder with the file, or export the model again."
+            )
+        import keras_hub
+
+        try:
+            preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(folder)
+        except Exception as error:  # keras-hub raises many kinds for a broken preset
+            raise ModelFileError(
+                f"Cannot load the tokenizer saved beside {self.path!r} from {folder!r} "
+                f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}): "
+                "export the model again."
+            ) from error
+        if self.sequence_length:
+            preprocessor.sequence_length = self.sequence_length  # the file's inputs have this length
+        self._preprocessor = preprocessor
+        return preprocessor
+
+    def tokenize(self, texts):
+        """The file's inputs (`{input name: array}`) for sentences, tokenized as the Keras model did.
+
+        The same keras-hub preprocessor as `TextClassifier.tokenize`, padded
+        to the file's sequence length.
+        """
+        import tensorflow as tf
+
+        if not tf.is_tensor(texts):
+            texts = [texts] if isinstance(texts, (str, bytes)) else list(np.asarray(texts, dtype=object).reshape(-1))
+            texts = tf.constant([text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in texts])
+        tokens = self.text_preprocessor()(texts)
+        missing = sorted(set(self.input_details) - set(tokens))
+        if missing:
+            raise ModelFileError(
+                f"The tokenizer saved beside {self.path!r} gives {sorted(tokens)}, not the file's inputs "
+                f"{missing}: export the model again."
+            )
+        return {name: np.asarray(tokens[name]).astype(detail["dtype"]) for name, detail in self.input_details.items()}
+
     def predict_on_batch(self, x):
-        """Float outputs for one batch; `x` is an array or a dict of arrays by input name."""
+        """Float outputs for one batch; `x` is an array or a dict of arrays by input name, or sentences
+        for a text model's file (a list, an array or a string tensor)."""
+        if self.takes_text and is_text(x):
+            x = self.tokenize(x)
         named = named_inputs(x, list(self.input_details))
         quantized = {name: _quantize(value, self.input_details[name]) for name, value in named.items()}
         if self._signature:
@@ -143,7 +282,8 @@ class LiteRTModel:
         for name, value in named.items():
             index = self.input_details[name]["index"]
             interpreter.resize_tensor_input(index, value.shape)
-        interpreter.allocate_tensors()
+        with native_output_silenced():
+            interpreter.allocate_tensors()
         for name, value in named.items():
             interpreter.set_tensor(self.input_details[name]["index"], value)
         interpreter.invoke()
@@ -292,3 +432,21 @@ def num_rows(x):
 
 def take_rows(x, rows):
     return {name: np.asarray(value)[rows] for name, value in x.items()} if isinstance(x, dict) else np.asarray(x)[rows]
+
+
+def is_text(x):
+    """Whether `x` is sentences: a string, a list or array of them, or a string tensor."""
+    if isinstance(x, (str, bytes)):
+        return True
+    if isinstance(x, dict):
+        return False
+    dtype = getattr(x, "dtype", None)
+    if getattr(dtype, "name", None) == "string":  # a tf.string tensor
+        return True
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(isinstance(item, (str, bytes)) for item in x)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "US":
+            return True
+        return x.dtype == object and x.size > 0 and all(isinstance(item, (str, bytes)) for item in x.reshape(-1))
+    return False

@@ -54,6 +54,8 @@ class Quantization:
     num_samples: int = 100
     seed: int = 0
     io_dtype: str = "float32"
+    # How many examples int8 calibration really drew (fewer than num_samples when the data is smaller).
+    calibration_examples: int | None = dataclasses.field(default=None, init=False, compare=False)
 
     def __post_init__(self):
         if self.mode not in QUANTIZATION_MODES:
@@ -113,11 +115,15 @@ class Quantization:
 
     def get_config(self):
         if self.mode == "int8":
-            return {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed, "io_dtype": self.io_dtype}
+            config = {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed, "io_dtype": self.io_dtype}
+            if self.calibration_examples is not None:
+                config["calibration_examples"] = self.calibration_examples
+            return config
         return {"mode": self.mode}
 
     @classmethod
     def from_config(cls, config, representative_data=None):
+        config = {key: value for key, value in config.items() if key != "calibration_examples"}
         return cls(representative_data=representative_data, **config)
 
     def converter_options(self, input_dtypes):
@@ -137,6 +143,8 @@ class Quantization:
             options["target_spec"]["supported_types"] = [tf.float16]
         if self.mode == "int8":
             samples = representative_samples(self.representative_data, self.num_samples, seed=self.seed)
+            # A record of this conversion, not part of the (frozen) value: compare=False.
+            object.__setattr__(self, "calibration_examples", len(samples))
             options["representative_dataset"] = lambda: (
                 {
                     name: value.astype(input_dtypes[name])

@@ -126,6 +126,14 @@ class EvaluationReport:
                 lines += _matrix_table(self.confusion_matrix, names)
         return "\n".join(lines)
 
+    def plot_confusion_matrix(self, path=None, *, normalize=False, title=None):
+        """The confusion matrix as a heatmap: `evaluation.plot_confusion_matrix` (classification only)."""
+        from keras_transfer.evaluation.plots import plot_confusion_matrix
+
+        if self.confusion_matrix is None:
+            raise ValueError(f"a {self.task} evaluation has no confusion matrix to plot.")
+        return plot_confusion_matrix(self.confusion_matrix, self.class_names, path, normalize=normalize, title=title)
+
     def __str__(self):
         return self.format_text()
 

@@ -116,7 +116,10 @@ class StopWhenNotBest(keras.callbacks.Callback):
         if self.wait >= self.patience and epoch + 1 < self.params.get("epochs", 0):  # epochs were left
             self.model.stop_training = True
             where = f"epoch {best['epoch']} ({best['phase']} phase)" if best else "no epoch"
+            if best and best["epoch"] == 0:
+                where = "the head's starting weights (epoch 0)"
+            streak = f"epoch {epoch + 1} did not" if self.wait == 1 else f"{self.wait} epochs in a row did not"
             self.message = (
-                f"fine-tuning stopped after epoch {epoch + 1}: {self.wait} epoch(s) in a row did not beat "
+                f"fine-tuning stopped after epoch {epoch + 1} (counted over both phases): {streak} beat "
                 f"the best validation epoch so far, {where}"
             )

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer.finetune.progress import resolve_verbose
+
 
 class FeatureCache:
     """Features and labels of a dataset, one row per example and augmented copy.
@@ -202,4 +204,5 @@ def _cardinality(dataset):
 
 
 def _progress_verbosity(verbose):
-    return 1 if verbose == "auto" else int(verbose)
+    """A bar on a terminal; nothing off one, where `fine_tune` says what was cached in one line."""
+    return 1 if resolve_verbose(verbose) == 1 else 0

@@ -34,10 +34,11 @@ from keras_transfer.finetune.best_weights import BestWeights, StopWhenNotBest
 from keras_transfer.finetune.divergence import StopOnNaN
 from keras_transfer.finetune.epoch_log import EpochLogMixin
 from keras_transfer.finetune.feature_cache import FeatureCache
-from keras_transfer.finetune.freezing import freeze
+from keras_transfer.finetune.freezing import freeze, parameter_counts
 from keras_transfer.finetune.frozen_cut import FrozenCut
 from keras_transfer.finetune.layerwise import depth_decay, layerwise_learning_rates
 from keras_transfer.finetune.linear_probe import fit_linear_probe
+from keras_transfer.finetune.progress import PhaseProgress, announce, counted, format_learning_rate
 from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 from keras_transfer.finetune.schedules import OneCycle, warmup_cosine
 
@@ -83,6 +84,12 @@ class FineTuneHistory:
             for key, values in history.history.items():
                 merged.setdefault(key, []).extend(float(v) for v in values)
         return merged
+
+    def plot(self, path=None):
+        """Loss and accuracy over both phases, fine-tuning's start marked: `evaluation.plot_training_curves`."""
+        from keras_transfer.evaluation.plots import plot_training_curves
+
+        return plot_training_curves(self, path)
 
 
 def _history(epochs):
@@ -359,11 +366,23 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
         finished = backup.finished("head") if backup is not None else None
         if best is not None:
             best.phase = "head"
+        announce(
+            verbose,
+            _phase_line(
+                model,
+                recipe,
+                "head",
+                cached=bool(recipe.cache_features),
+                finished=finished,
+                stops_early=recipe.early_stopping is not None,
+            ),
+        )
         if finished is not None:  # an earlier call finished this phase
             backup.restore(model, "head")
             head_history, seconds["head"] = finished
         else:
             log, backup_callbacks = backup.callbacks("head") if backup is not None else (None, [])
+            head_progress = PhaseProgress("Head", first_epoch=0, epochs=recipe.head_epochs)
             start = time.perf_counter()
             if recipe.cache_features:
                 head_history = _fit_on_cache(
@@ -373,11 +392,11 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
                     *caches.head_features(),
                     epochs=recipe.head_epochs,
                     seed=cache_seeds["head"],
-                    before_epochs=_probe_start(model, best, seconds, cache_seeds["head"])
+                    before_epochs=_probe_start(model, best, seconds, cache_seeds["head"], verbose)
                     if recipe.probe_start
                     else None,
                     batch_size=batch_size,
-                    callbacks=[*guards["head"], *backup_callbacks, *callbacks],
+                    callbacks=[*guards["head"], *backup_callbacks, head_progress, *callbacks],
                     phase_options=phase_options,
                     verbose=verbose,
                     resumed_epoch=backup.resumed_epoch("head") if backup is not None else 0,
@@ -392,6 +411,7 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
                             *guards["head"],
                             *backup_callbacks,
                             *phase_callbacks("head", **phase_options),
+                            head_progress,
                             *callbacks,
                         ],
                         **fit_options,
@@ -423,6 +443,18 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
         finished = backup.finished("finetune") if backup is not None else None
         if best is not None:
             best.phase = "finetune"
+        announce(
+            verbose,
+            _phase_line(
+                model,
+                recipe,
+                "finetune",
+                cached=cut is not None,
+                finished=finished,
+                stops_early=gate is not None or recipe.early_stopping is not None,
+                cut=cut,
+            ),
+        )
         if finished is not None:
             backup.restore(model, "finetune")
             finetune_history, seconds["finetune"] = finished
@@ -433,6 +465,7 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
             log, backup_callbacks = backup.callbacks("finetune", restore) if backup is not None else (None, [])
             # Continue the epoch count where the head phase stopped (early or not).
             first_epoch = len(head_history.epoch) if head_history is not None else 0
+            finetune_progress = PhaseProgress("Fine-tuning", first_epoch=first_epoch, epochs=recipe.finetune_epochs)
             start = time.perf_counter()
             if cut is not None:
                 finetune_history = _fit_on_cache(
@@ -444,7 +477,7 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
                     initial_epoch=first_epoch,
                     seed=cache_seeds["finetune"],
                     batch_size=batch_size,
-                    callbacks=[*guards["finetune"], *backup_callbacks, *callbacks],
+                    callbacks=[*guards["finetune"], *backup_callbacks, finetune_progress, *callbacks],
                     phase_options=phase_options,
                     verbose=verbose,
                     resumed_epoch=backup.resumed_epoch("finetune") if backup is not None else 0,
@@ -460,6 +493,7 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
                             *guards["finetune"],
                             *backup_callbacks,
                             *phase_callbacks("finetune", **phase_options),
+                            finetune_progress,
                             *callbacks,
                             *([progressive] if progressive is not None else []),
                         ],
@@ -516,12 +550,19 @@ class _Caches:
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
         return cache
 
-    def _both(self, keys, compute):
+    def _both(self, keys, compute, what):
         """`(train cache, validation cache or None)` of `compute(data, copies)`, timed under `keys`."""
         train = self._timed(keys[0], lambda: compute(self.train, self.copies))
         validation = None
         if self.validation_data is not None:
             validation = self._timed(keys[1], lambda: compute(self.validation_data, 1))
+        counts = counted(train.num_examples, "training example")
+        if self.copies > 1:
+            counts += f" ({self.copies} augmented copies)"
+        if validation is not None:
+            counts += f" and {counted(validation.num_examples, 'validation example')}"
+        seconds = sum(self.seconds.get(key, 0.0) for key in keys)
+        announce(self.verbose, f"Cached {what} for {counts} in {seconds:.1f} s (the frozen layers run once).")
         return train, validation
 
     def _run_over_data(self, extractor):
@@ -536,7 +577,9 @@ class _Caches:
 
     def below_cut(self):
         if self._below_cut is None:
-            self._below_cut = self._both(BELOW_CUT_SECONDS, self._run_over_data(self.cut.bottom))
+            self._below_cut = self._both(
+                BELOW_CUT_SECONDS, self._run_over_data(self.cut.bottom), f"the output of {self.cut.layer_name}"
+            )
         return self._below_cut
 
     def validation_outputs(self, *, fine_tuned_uncached):
@@ -558,7 +601,9 @@ class _Caches:
 
     def head_features(self):
         if self._head_features is None and self.cut is None:
-            self._head_features = self._both(HEAD_FEATURE_SECONDS, self._run_over_data(self.model.feature_extractor()))
+            self._head_features = self._both(
+                HEAD_FEATURE_SECONDS, self._run_over_data(self.model.feature_extractor()), "the backbone's features"
+            )
         elif self._head_features is None:
             below = dict(zip(("train", "validation"), self.below_cut()))
 
@@ -566,11 +611,13 @@ class _Caches:
                 cache = below["train" if data is self.train else "validation"]
                 return cache.transform(self.cut.to_head_features, directory=self.directory, verbose=self.verbose)
 
-            self._head_features = self._both(HEAD_FEATURE_SECONDS, above_cut)
+            self._head_features = self._both(
+                HEAD_FEATURE_SECONDS, above_cut, f"the head's input features (from the {self.cut.layer_name} cache)"
+            )
         return self._head_features
 
 
-def _probe_start(model, best, seconds, seed):
+def _probe_start(model, best, seconds, seed, verbose):
     """`before_epochs` of a head phase that starts from a logistic regression (`Recipe.probe_start`).
 
     The start is scored on validation as epoch 0 of the head phase, so `best`
@@ -582,9 +629,17 @@ def _probe_start(model, best, seconds, seed):
         if not fit_linear_probe(head, model.head.task, train_cache, seed=seed):
             return
         seconds["linear_probe"] = time.perf_counter() - began
+        scored = ""
         if best is not None and validation is not None:
             scores = head.evaluate(validation, return_dict=True, verbose=0)
             best.on_epoch_end(-1, {f"val_{name}": value for name, value in scores.items()})
+            if "accuracy" in scores:
+                scored = f" (validation accuracy {scores['accuracy']:.4f})"
+        announce(
+            verbose,
+            f"Head start: a logistic regression on the cached features{scored}, "
+            f"{seconds['linear_probe']:.1f} s; the head's epochs start from it.",
+        )
 
     return start
 
@@ -650,6 +705,54 @@ def steps_per_epoch_of(data, batch_size=None):
             "dataset.apply(tf.data.experimental.assert_cardinality(n))."
         )
     return steps
+
+
+def _phase_line(model, recipe, phase, *, cached, finished, stops_early, cut=None):
+    """The line that announces a phase: what trains, its parameters, optimizer, learning rate and epochs."""
+    trainable, total = parameter_counts(model)
+    if phase == "head":
+        label, epochs = "Head phase", recipe.head_epochs
+        what = "the new head on the frozen backbone"
+        optimizer, rate = recipe.optimizer, recipe.head_learning_rate
+    else:
+        label, epochs = "Fine-tuning", recipe.finetune_epochs
+        optimizer, rate = recipe.finetune_optimizer, recipe.finetune_learning_rate
+        what = f"{_unfrozen_part(model, recipe)} and the head"
+    if finished is not None:
+        return f"{label}: finished before the interruption; its weights are restored."
+    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+    rate_text = f"learning rate {format_learning_rate(rate)}"
+    if recipe.schedule:
+        rate_text = f"{recipe.schedule} schedule peaking at {format_learning_rate(rate)}"
+    if phase == "finetune" and recipe.layer_decay is not None:
+        rate_text += f" at the top, x{recipe.layer_decay:g} per block below"
+    up_to = "up to " if stops_early else ""
+    where = ""
+    if cached and phase == "head":
+        where = ", on cached features"
+    elif cached:
+        where = f", on the cached output of {cut.layer_name}"
+    return (
+        f"{label}: trains {what} ({trainable:,} of {total:,} parameters), "
+        f"{name}, {rate_text}, {up_to}{counted(epochs, 'epoch')}{where}."
+    )
+
+
+def _unfrozen_part(model, recipe):
+    """`the top 30% of the backbone`, `LoRA adapters (rank 8)`, ... for the fine-tuning line."""
+    unfreeze = recipe.unfreeze
+    if model.lora_layers:
+        rank = recipe.lora_rank or getattr(model.lora_layers[0], "lora_rank", None)
+        return f"LoRA adapters (rank {rank})"
+    if isinstance(unfreeze, ProgressiveUnfreezing):
+        return f"the backbone from the top, {counted(unfreeze.blocks_per_epoch, 'block')} more each epoch,"
+    if unfreeze == "all":
+        return "the whole backbone"
+    if isinstance(unfreeze, str):
+        return f"the backbone from layer {unfreeze} up"
+    if isinstance(unfreeze, float):
+        return f"the top {unfreeze:.0%} of the backbone"
+    return f"the top {counted(int(unfreeze), 'layer')} of the backbone"
 
 
 def _learning_rate(peak, schedule, steps_per_epoch, epochs):

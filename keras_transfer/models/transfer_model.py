@@ -510,6 +510,30 @@ class TransferModel(keras.Model):
         """`keras.Model.predict_on_batch` that also takes raw inputs."""
         return super().predict_on_batch(self.model_inputs(x))
 
+    # The evaluation and export functions as methods (the module functions stay).
+
+    def evaluate_report(self, data, **options):
+        """An `EvaluationReport` of this model on labelled `data`: `keras_transfer.evaluation.evaluate_model`.
+
+        Accuracy, per-class precision/recall/F1 and the confusion matrix
+        (`report.format_text()`, `report.plot_confusion_matrix()`).
+        """
+        from keras_transfer.evaluation.metrics import evaluate_model
+
+        return evaluate_model(self, data, **options)
+
+    def export_model(self, path, **options):
+        """A checked TFLite/LiteRT (or SavedModel) export: `keras_transfer.export_model(self, path, ...)`.
+
+        Not Keras's `Model.export`, which this keeps as it is: this one adds
+        quantization (`quantization="dynamic"`, `Quantization.int8(data)`),
+        the class names and head beside the file, and, given `check_data`, a
+        comparison of the export with this model in the LiteRT interpreter.
+        """
+        from keras_transfer.deploy.export import export
+
+        return export(self, path, **options)
+
     def export_assets(self, folder):
         """Writes what a deployed model needs beside it into `folder`; returns metadata entries."""
         return {}

@@ -166,7 +166,16 @@ def quantization_aware(
         quantized = quantize.quantize_apply(annotated)
     calibrate_ranges(quantized, train_data, calibration_batches, _FIT_BATCH_SIZE)
     history = _fine_tune(
-        quantized, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, backup_dir
+        quantized,
+        model,
+        train_data,
+        epochs,
+        learning_rate,
+        validation_data,
+        steps_per_epoch,
+        verbose,
+        backup_dir,
+        label="Quantization-aware training",
     )
     return _result(quantized, "quantization_aware", settings, history, model, bridged)
 
@@ -230,6 +239,7 @@ def prune(
         verbose,
         backup_dir,
         callbacks=[sparsity_lib.UpdatePruningStep()],
+        label="Pruning",
     )
     stripped = sparsity_lib.strip_pruning(pruning)
     result = _result(stripped, "prune", settings, history, model, bridged)
@@ -281,7 +291,16 @@ def cluster(
 
     clustered = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
     history = _fine_tune(
-        clustered, model, train_data, epochs, learning_rate, validation_data, steps_per_epoch, verbose, backup_dir
+        clustered,
+        model,
+        train_data,
+        epochs,
+        learning_rate,
+        validation_data,
+        steps_per_epoch,
+        verbose,
+        backup_dir,
+        label="Clustering",
     )
     stripped = clustering.strip_clustering(clustered)
     result = _result(stripped, "cluster", settings, history, model, bridged)
@@ -424,9 +443,33 @@ def _fine_tune(
     verbose,
     backup_dir=None,
     callbacks=(),
+    *,
+    label,
 ):
+    from keras_transfer.finetune.progress import (
+        EpochLinesMixin,
+        announce,
+        counted,
+        format_learning_rate,
+        resolve_verbose,
+    )
+
     loss, metrics = _loss_and_metrics(guess_head(model), _first_labels(train_data))
     tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    trainable = sum(int(np.prod(weight.shape)) for weight in tf_model.trainable_weights)
+    announce(
+        verbose,
+        f"{label}: trains {trainable:,} parameters (tf_keras, TF-MOT), adam, learning rate "
+        f"{format_learning_rate(learning_rate)}, {counted(epochs, 'epoch')}.",
+    )
+    shown = resolve_verbose(verbose)
+    lines = []
+    if shown == 2:  # off a terminal: one plain line per epoch instead of tf_keras's two
+
+        class EpochLines(EpochLinesMixin, tf_keras().callbacks.Callback):
+            pass
+
+        lines = [EpochLines(label, epochs=epochs)]
     if isinstance(validation_data, tuple):
         validation_data = tuple(np.asarray(part) for part in validation_data)
     backup = []
@@ -440,8 +483,8 @@ def _fine_tune(
         epochs=epochs,
         validation_data=validation_data,
         steps_per_epoch=steps_per_epoch,
-        callbacks=[*backup, *callbacks],
-        verbose=verbose,
+        callbacks=[*backup, *callbacks, *lines],
+        verbose=1 if shown == 1 else 0,
     )
     if log is not None and log.epochs:
         return log.metrics()
