@@ -74,7 +74,9 @@ def import_tensorflow_quietly():
     """Imports TensorFlow (and initialises its devices) once, with its C++ start-up messages hidden."""
     if "tensorflow" in sys.modules or verbose():
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ info and warning lines too
+    # Later C++ lines too (info, warnings, and errors such as oneDNN's fallback notices, which are not failures:
+    # a failing op raises a Python exception).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_output_silenced():
         import tensorflow as tf
 

@@ -94,8 +94,7 @@ def test_a_short_train_run_prints_phases_epochs_and_a_summary_without_library_li
     assert done.stderr.splitlines() == [
         "keras-transfer train: warning: class(es) ['cats', 'dogs'] of image folder "
         f"{images!r} have fewer than 5 validation examples ('cats' (3), 'dogs' (3)): one example moves their "
-        "validation accuracy by 33% or more, so it says little; give a larger validation split (--val-split) "
-        "or more examples."
+        "validation accuracy by 33% or more, so it says little; give a larger --val-split or more examples."
     ]
     lines = done.stdout.splitlines()
     # Output to a pipe: one plain line per epoch, no progress-bar escapes.
@@ -205,3 +204,18 @@ def test_every_library_source_read_in_the_commands_is_checked():
                     assert literals[0] in checked, (path, literals)
                 elif len(literals) == 2:
                     assert tuple(literals) in checked, (path, literals)
+
+
+@pytest.mark.integration
+def test_a_short_text_run_on_the_real_backbone_prints_no_library_lines(assets_dir, tmp_path):
+    done = run_command(
+        "train-text", os.path.join(assets_dir, "text", "sms_spam", "SMSSpamCollection"), "--text-column", "SMS",
+        "--label-column", "Label", "--val-split", "0.3", "--max-examples", "120", "--backbone",
+        os.path.join(assets_dir, "keras-hub", "all-MiniLM-L6-v2"), "--recipe", "lora", "--epochs", "1",
+        "--output", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert library_log_lines(done.stdout + done.stderr) == [] and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("Fine-tuning: trains LoRA adapters (rank 8) and the head (") for line in lines)
+    assert any(line.startswith("Fine-tuning epoch 1/1 - ") for line in lines)

@@ -48,7 +48,7 @@ def test_a_class_left_without_training_examples_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"class\(es\) \['meh'\] of the texts list have no training examples"):
         data.from_texts(texts, labels, class_names=["neg", "meh", "pos"], validation_split=0.3)
     root = make_folder(tmp_path / "images")
-    with pytest.raises(DataError, match=r"\['birds'\] of image folder .* no training examples.*--val-split"):
+    with pytest.raises(DataError, match=r"\['birds'\] of image folder .* no training examples.*lower validation_split"):
         data.image_folder(root, image_size=16, validation_split=0.3, class_names=["birds", "cats", "dogs"])
 
 

@@ -87,7 +87,7 @@ def main(argv=None):
         os.environ[VERBOSE_ENVIRONMENT] = "1"
     _load_library()
     prefix = f"keras-transfer {args.command}"
-    with _sigterm_as_interrupt(), _short_warnings(prefix):
+    with _sigterm_as_interrupt(), _short_warnings(prefix, args.command_parser):
         try:
             return args.run(args) or 0
         except KeyboardInterrupt:
@@ -171,14 +171,15 @@ def _sigterm_as_interrupt():
 
 
 @contextlib.contextmanager
-def _short_warnings(prefix):
-    """keras_transfer's own warnings (e.g. skipped files) as `keras-transfer CMD: warning: ...` lines."""
+def _short_warnings(prefix, parser):
+    """keras_transfer's own warnings (e.g. skipped files) as `keras-transfer CMD: warning: ...` lines,
+    in the command's flags."""
     with warnings.catch_warnings():
         show = warnings.showwarning
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
             if f"{os.sep}keras_transfer{os.sep}" in filename and issubclass(category, UserWarning):
-                print(f"{prefix}: warning: {message}", file=file or sys.stderr)
+                print(f"{prefix}: warning: {cli_words(message, parser)}", file=file or sys.stderr)
             else:
                 show(message, category, filename, lineno, file, line)
 

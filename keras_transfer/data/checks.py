@@ -139,7 +139,7 @@ def check_class_coverage(class_names, train_labels, validation_labels=None, *, w
     validation = class_counts(validation_labels, len(names))
     no_train = [i for i, count in enumerate(train) if not count]
     if no_train:
-        fix = ", lower validation_split (--val-split)" if split else ""
+        fix = ", lower validation_split" if split else ""
         raise DataError(
             f"class(es) {[names[i] for i in no_train]} of {where} have no training examples "
             f"(examples in validation: {_named([names[i] for i in no_train], validation[no_train])}): "
@@ -161,7 +161,7 @@ def check_class_coverage(class_names, train_labels, validation_labels=None, *, w
         )
     few = [i for i, count in enumerate(validation) if 0 < count < FEW_VALIDATION_EXAMPLES]
     if few:
-        fix = "a larger validation split (--val-split) or more examples" if split else "more validation examples"
+        fix = "a larger validation_split or more examples" if split else "more validation examples"
         warnings.warn(
             f"class(es) {[names[i] for i in few]} of {where} have fewer than {FEW_VALIDATION_EXAMPLES} "
             f"validation examples ({_named([names[i] for i in few], validation[few])}): one example moves "
