@@ -52,6 +52,7 @@ from cli_run import run_command
 
 import keras_transfer as kt
 from keras_transfer.finetune.recipes import TEXT_RECIPE, TEXT_RECIPES, text_recipe
+from keras_transfer.version import cpu_model
 
 # The recipes compared, in the table's order: the frozen backbone first, then the others by name.
 RECIPE_NAMES = tuple(sorted(TEXT_RECIPES, key=lambda name: (TEXT_RECIPES[name].finetune_epochs > 0, name)))
@@ -363,23 +364,12 @@ def _write_markdown(path, table, setup, results):
     print(json.dumps(results))
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _environment(load_before):
     return {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "cpus": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "machine": platform.machine(),
         # Other jobs on the machine slow everything down: timings compare only within one run.

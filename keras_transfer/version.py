@@ -19,10 +19,11 @@ def environment():
             versions[distribution.replace("-", "_")] = importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {"versions": versions, "platform": platform.platform(), "cpu": _cpu_model()}
+    return {"versions": versions, "platform": platform.platform(), "cpu": cpu_model()}
 
 
-def _cpu_model():
+def cpu_model():
+    """The CPU's model name (`AMD EPYC`, from /proc/cpuinfo), else what `platform` says."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
             for line in file:

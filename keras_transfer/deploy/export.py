@@ -172,7 +172,8 @@ def export(
             staged = os.path.join(work, os.path.basename(path))
             with native_output_silenced():  # the converter's C++ log lines (`Reading SavedModel from: ...`)
                 engine.write(graph, staged, format=format, signature=signature, quantization=quantization)
-            info["quantization"] = quantization.get_config()  # with the calibration examples really drawn
+            if quantization.calibration_examples is not None and isinstance(info.get("quantization"), dict):
+                info["quantization"]["calibration_examples"] = quantization.calibration_examples  # really drawn
             info.update(export_assets(model, assets_path(staged)))
             files.write_json(info, metadata_path(staged))
             files.replace_together(

@@ -166,17 +166,9 @@ def quantization_aware(
         quantized = quantize.quantize_apply(annotated)
     calibrate_ranges(quantized, train_data, calibration_batches, _FIT_BATCH_SIZE)
     history = _fine_tune(
-        quantized,
-        model,
-        train_data,
-        epochs,
-        learning_rate,
-        validation_data,
-        steps_per_epoch,
-        verbose,
+        "quantization_aware", quantized, model, train_data, settings, validation_data, steps_per_epoch, verbose,
         backup_dir,
-        label="Quantization-aware training",
-    )
+    )  # fmt: skip
     return _result(quantized, "quantization_aware", settings, history, model, bridged)
 
 
@@ -229,18 +221,9 @@ def prune(
 
     pruning = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
     history = _fine_tune(
-        pruning,
-        model,
-        train_data,
-        epochs,
-        learning_rate,
-        validation_data,
-        steps_per_epoch,
-        verbose,
-        backup_dir,
+        "prune", pruning, model, train_data, settings, validation_data, steps_per_epoch, verbose, backup_dir,
         callbacks=[sparsity_lib.UpdatePruningStep()],
-        label="Pruning",
-    )
+    )  # fmt: skip
     stripped = sparsity_lib.strip_pruning(pruning)
     result = _result(stripped, "prune", settings, history, model, bridged)
     result.sparsity = kernel_sparsity(stripped)
@@ -291,17 +274,8 @@ def cluster(
 
     clustered = tf_keras().models.clone_model(bridged.model, clone_function=wrap)
     history = _fine_tune(
-        clustered,
-        model,
-        train_data,
-        epochs,
-        learning_rate,
-        validation_data,
-        steps_per_epoch,
-        verbose,
-        backup_dir,
-        label="Clustering",
-    )
+        "cluster", clustered, model, train_data, settings, validation_data, steps_per_epoch, verbose, backup_dir,
+    )  # fmt: skip
     stripped = clustering.strip_clustering(clustered)
     result = _result(stripped, "cluster", settings, history, model, bridged)
     result.unique_values = {
@@ -432,19 +406,21 @@ def _loss_and_metrics(head, labels):
     return tfk.losses.MeanSquaredError(), [tfk.metrics.MeanAbsoluteError(name="mae")]
 
 
+# How a method's fine-tuning is announced.
+_PHASE_LABELS = {"quantization_aware": "Quantization-aware training", "prune": "Pruning", "cluster": "Clustering"}
+
+
 def _fine_tune(
+    method,
     tf_model,
     model,
     train_data,
-    epochs,
-    learning_rate,
+    settings,
     validation_data,
     steps_per_epoch,
     verbose,
     backup_dir=None,
     callbacks=(),
-    *,
-    label,
 ):
     from keras_transfer.finetune.progress import (
         EpochLinesMixin,
@@ -454,6 +430,7 @@ def _fine_tune(
         resolve_verbose,
     )
 
+    label, epochs, learning_rate = _PHASE_LABELS[method], settings["epochs"], settings["learning_rate"]
     loss, metrics = _loss_and_metrics(guess_head(model), _first_labels(train_data))
     tf_model.compile(optimizer=tf_keras().optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     trainable = sum(int(np.prod(weight.shape)) for weight in tf_model.trainable_weights)
