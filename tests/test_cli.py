@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -403,11 +404,79 @@ def test_installed_script_runs():
     assert "backbones" in result.stdout and "train" in result.stdout
 
 
-def test_demo_shows_transfer_beating_scratch(capsys):
+def test_demo_compares_both_sides_on_the_same_seeds(capsys, monkeypatch):
+    from keras_transfer import demo
+
+    # The real settings take about a minute (measured numbers: keras_transfer/demo.py, README); tiny ones here.
+    tiny = functools.partial(demo.run_demo, seeds=(0, 1), source_epochs=1, source_augment_copies=1, target_epochs=2)
+    monkeypatch.setattr(demo, "run_demo", tiny)
     assert main(["demo", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["transfer_accuracy"] > result["scratch_accuracy"]
-    assert result["source_accuracy"] > 0.9
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["seeds"] == [0, 1]
+    assert result["source_digits"] == [5, 6, 7, 8, 9] and result["target_digits"] == [0, 1, 2, 3, 4]
+    transfer, scratch = result["transfer_accuracy_per_seed"], result["scratch_accuracy_per_seed"]
+    assert len(transfer) == len(scratch) == 2
+    assert result["gap_per_seed"] == pytest.approx([t - s for t, s in zip(transfer, scratch)])
+    assert result["transfer_wins"] == sum(t > s for t, s in zip(transfer, scratch))
+    assert result["transfer_spread"]["mean"] == pytest.approx(np.mean(transfer))
+    assert result["scratch_spread"]["std"] == pytest.approx(np.std(scratch, ddof=1))
+    assert result["gap_spread"]["min"] == pytest.approx(min(result["gap_per_seed"]))
+    assert result["target_test_examples"] == 901 - 2 * 5
+    # Each phase and side is announced as it runs, then the table.
+    for line in ("Source task, digits 5-9", "Target task, digits 0-4", "transfer:", "scratch:", "seed 1: transfer"):
+        assert line in out
+    assert "per seed" in out and "of 2 seeds" in out
+
+
+@pytest.mark.integration
+def test_the_real_demo_shows_transfer_beating_scratch_on_every_seed():
+    """The demo's claim at its real settings (about a minute): deterministic on CPU, so exact."""
+    from keras_transfer.demo import run_demo
+
+    result = run_demo(verbose=0)
+    assert result["transfer_wins"] == len(result["seeds"]) == 8
+    assert result["gap_spread"]["mean"] >= 0.04 and result["gap_spread"]["min"] > 0
+    assert result["source_accuracy"] > 0.95
+
+
+def test_format_demo_shows_the_spread_and_the_per_seed_gap():
+    from keras_transfer.demo import _spread, format_demo
+
+    transfer, scratch = [0.932, 0.945, 0.891], [0.847, 0.951, 0.860]
+    gaps = [t - s for t, s in zip(transfer, scratch)]
+    result = {
+        "transfer_accuracy_per_seed": transfer,
+        "scratch_accuracy_per_seed": scratch,
+        "transfer_spread": _spread(transfer),
+        "scratch_spread": _spread(scratch),
+        "gap_per_seed": gaps,
+        "gap_spread": _spread(gaps),
+        "transfer_wins": 2,
+        "source_accuracy": 1.0,
+        "source_digits": [5, 6, 7, 8, 9],
+        "target_digits": [0, 1, 2, 3, 4],
+        "source_training_images": 717,
+        "source_augmented_images": 2151,
+        "source_epochs": 30,
+        "target_epochs": 20,
+        "transfer_head_epochs": 10,
+        "shots_per_class": 2,
+        "target_test_examples": 891,
+        "seeds": [0, 1, 2],
+        "seconds": 61.0,
+    }
+    text = format_demo(result)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  ")}
+    assert rows["accuracy"] == ["mean", "std", "min", "max", "per", "seed"]
+    # mean, std (over seeds, n-1), min, max, then every seed's value.
+    assert rows["transfer"] == ["0.923", "0.028", "0.891", "0.945", "0.932", "0.945", "0.891"]
+    assert rows["scratch"] == ["0.886", "0.057", "0.847", "0.951", "0.847", "0.951", "0.860"]
+    assert rows["gap"] == ["+0.037", "0.046", "-0.006", "+0.085", "+0.085", "-0.006", "+0.031"]
+    assert "Transfer scored higher on 2 of 3 seeds" in text
+    assert "digits 5-9" in text and "digits 0-4" in text and "891 held-out images" in text
+    assert "head on the frozen features for 10 epochs, then everything for 10" in text
+    assert "everything for 20 epochs" in text
 
 
 @pytest.mark.integration
