@@ -28,6 +28,7 @@ from keras_transfer.deploy.tfmot.bridge import Bridge, to_tf_keras
 from keras_transfer.deploy.tfmot.optimize import OptimizedModel, cluster, prune, quantization_aware
 from keras_transfer.errors import (
     DataError,
+    MissingExtraError,
     ModelFileError,
     UnknownBackboneError,
     UnsupportedLayerError,

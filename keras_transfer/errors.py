@@ -21,6 +21,67 @@ class WeightsUnavailableError(ValueError):
     """Pretrained weights that could not be downloaded; the message says how to give them instead."""
 
 
+class MissingExtraError(ModuleNotFoundError):
+    """An optional dependency that is not installed; the message names the extra that installs it."""
+
+
+# The optional dependencies: module -> (pip package, the keras-transfer extra that installs it).
+# The base install (TensorFlow, Keras, LiteRT, numpy, pillow, matplotlib, scikit-learn) covers images.
+EXTRAS = {
+    "keras_hub": ("keras-hub", "text"),
+    "tensorflow_model_optimization": ("tensorflow-model-optimization", "tfmot"),
+    "tf_keras": ("tf-keras", "tfmot"),
+    "tensorflow_datasets": ("tensorflow-datasets", "tfds"),
+}
+
+
+def import_extra(module_name, feature):
+    """`import module_name` for `feature`, or a `MissingExtraError` naming the extra to install.
+
+    >>> keras_hub = import_extra("keras_hub", "TextClassifier")  # doctest: +SKIP
+    MissingExtraError: TextClassifier needs keras-hub (No module named 'keras_hub'): pip install "keras-transfer[text]"
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:  # the package or one of its own dependencies is missing
+        raise _missing_extra(module_name, feature, error) from error
+
+
+def require_extra(module_name, feature):
+    """A `MissingExtraError` now if `module_name` is not installed, without importing it (a check before work)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module_name) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise _missing_extra(module_name, feature, f"No module named {module_name!r}")
+
+
+def extra_missing_from(error, feature):
+    """A `MissingExtraError` for `feature` if `error` (or one it was raised from) is an optional package
+    missing, e.g. Keras loading a saved text model without keras-hub; else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, MissingExtraError):
+            return error
+        if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in EXTRAS:
+            return _missing_extra(error.name, feature, error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _missing_extra(module_name, feature, reason):
+    package, extra = EXTRAS[module_name.split(".")[0]]
+    return MissingExtraError(
+        f'{feature} needs {package} ({reason}): pip install "keras-transfer[{extra}]"', name=module_name
+    )
+
+
 def is_download_failure(error):
     """Whether `error` (or an exception it was raised from) is a failed download: no network, DNS, HTTP.
 

@@ -219,3 +219,20 @@ def test_a_short_text_run_on_the_real_backbone_prints_no_library_lines(assets_di
     lines = done.stdout.splitlines()
     assert any(line.startswith("Fine-tuning: trains LoRA adapters (rank 8) and the head (") for line in lines)
     assert any(line.startswith("Fine-tuning epoch 1/1 - ") for line in lines)
+
+
+def test_every_option_with_a_default_value_shows_it_in_its_help():
+    import argparse
+
+    from keras_transfer.cli import build_parser
+
+    subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    missing = [
+        (name, action.option_strings[-1])
+        for name, command in subparsers.choices.items()
+        for action in command._actions
+        if action.option_strings
+        and action.default not in (None, False, argparse.SUPPRESS)
+        and "default" not in (action.help or "")
+    ]
+    assert missing == []

@@ -143,7 +143,10 @@ def test_int8_export_is_full_integer_and_close(tmp_path):
     dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
     quantization = ex.Quantization.int8(dataset, num_samples=12)
     result = ex.export(model, tmp_path / "int8.tflite", quantization=quantization, check_data=(images, labels))
-    assert result.quantization == {"mode": "int8", "num_samples": 12, "seed": 0, "io_dtype": "float32"}
+    # 12 of the 24 examples drawn, as asked; the metadata says how many really calibrated.
+    expected = {"mode": "int8", "num_samples": 12, "seed": 0, "io_dtype": "float32", "calibration_examples": 12}
+    assert result.quantization == expected
+    assert ex.read_metadata(tmp_path / "int8.tflite")["quantization"] == expected
     assert result.check.max_abs_difference < 0.05 and result.check.top1_agreement >= 0.9
     interpreter = litert.interpreter_class()(model_path=str(tmp_path / "int8.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.float32  # float in, float out

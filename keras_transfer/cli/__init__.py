@@ -131,6 +131,7 @@ def user_error_message(error):
         (
             CommandError,
             errors.DataError,
+            errors.MissingExtraError,
             errors.UnknownBackboneError,
             errors.UnsupportedLayerError,
             errors.ModelFileError,

@@ -193,11 +193,9 @@ def add_run_options(parser, kind, *, seed=True):
     """`--seed`, `--output`, `--overwrite`, `--json` and, for runs, `--resume` (see `_RUN_OUTPUTS`)."""
     metavar, output_help, overwrite_help, json_help = _RUN_OUTPUTS[kind]
     if seed:
+        default_seed = library_source.default("keras_transfer.data.images", "image_folder", "seed")
         parser.add_argument(
-            "--seed",
-            type=int,
-            default=library_source.default("keras_transfer.data.images", "image_folder", "seed"),
-            help="seed of every random draw",
+            "--seed", type=int, default=default_seed, help=f"seed of every random draw (default: {default_seed})"
         )
     parser.add_argument("--output", required=True, metavar=metavar, help=output_help)
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
@@ -454,6 +452,7 @@ def load_model(path):
 
     import keras
 
+    from keras_transfer.errors import extra_missing_from
     from keras_transfer.models.transfer_model import TransferModel
 
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
@@ -466,6 +465,9 @@ def load_model(path):
         # warning about it for models saved after a LoRA or frozen-backbone phase.
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:
+        missing = extra_missing_from(error, f"Loading {path!r}")  # a text model without keras-hub
+        if missing is not None:
+            raise missing from error
         raise CommandError(_load_failure(path, error)) from error
     if not isinstance(model, TransferModel):
         raise CommandError(

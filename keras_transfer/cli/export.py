@@ -47,7 +47,8 @@ def add_parser(subparsers):
         default=default(_EXPORT, "export", "quantization"),
         choices=constant(_QUANTIZATION, "QUANTIZATION_MODES"),
         help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
-        "(full integer, calibrated on --representative-data)",
+        "(full integer, calibrated on --representative-data) (default: "
+        f"{default(_EXPORT, 'export', 'quantization')})",
     )
     parser.add_argument(
         "--representative-data",

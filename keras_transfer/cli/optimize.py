@@ -7,6 +7,7 @@ import time
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant, default
+from keras_transfer.errors import require_extra
 
 _OPTIMIZE = "keras_transfer.deploy.tfmot.optimize"
 
@@ -83,6 +84,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+    for module in ("tensorflow_model_optimization", "tf_keras"):  # the optional `tfmot` extra, before any work
+        require_extra(module, "optimize")
     folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 

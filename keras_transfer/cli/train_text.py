@@ -12,6 +12,7 @@ import time
 from keras_transfer.cli import common
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant
+from keras_transfer.errors import require_extra
 from keras_transfer.finetune import recipes
 
 POOLINGS = constant("keras_transfer.models.text_classifier", "POOLINGS")
@@ -197,6 +198,7 @@ def describe(recipe):
 
 
 def run(args):
+    require_extra("keras_hub", "train-text")  # the optional `text` extra, checked before any work
     recipe = text_recipe(args)
     name = recipes.text_recipe_name(recipe)
     folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)

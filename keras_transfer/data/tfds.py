@@ -1,4 +1,8 @@
-"""TensorFlow Datasets: image and text classification datasets, through one loader."""
+"""TensorFlow Datasets: image and text classification datasets, through one loader.
+
+tensorflow-datasets is optional (`pip install "keras-transfer[tfds]"`); without it each loader raises
+`MissingExtraError` saying so.
+"""
 
 import os
 from typing import NamedTuple
@@ -13,7 +17,7 @@ from keras_transfer.data.pipeline import (
     resolve_augment,
 )
 from keras_transfer.data.text_cleaning import resolve_cleaner
-from keras_transfer.errors import DataError
+from keras_transfer.errors import DataError, import_extra
 
 
 class _Loaded(NamedTuple):
@@ -21,6 +25,11 @@ class _Loaded(NamedTuple):
     num_examples: list  # per split
     class_names: list
     features: object  # the TFDS FeaturesDict, for loader-specific checks
+
+
+def _tfds(loader):
+    """The `tensorflow_datasets` module (slow to import), or an error naming the `tfds` extra for `loader`."""
+    return import_extra("tensorflow_datasets", loader)
 
 
 def _split_names(split):
@@ -32,17 +41,15 @@ def _one_or_tuple(split, finished):
     return finished[0] if isinstance(split, str) else tuple(finished)
 
 
-def _load_classification(name, *, split, data_dir, download, shuffle, seed, input_key, input_arg, label_key):
+def _load_classification(tfds, name, *, split, data_dir, download, shuffle, seed, input_key, input_arg, label_key):
     """Load `(example[input_key], class index)` pairs of every split with `tfds.load`.
 
-    `input_arg` names the loader's argument for `input_key` in messages.
+    `tfds` is the `tensorflow_datasets` module; `input_arg` names the loader's argument for `input_key` in messages.
 
     Raises:
         DataError: for a missing feature, a label without class names or a
             single class.
     """
-    import tensorflow_datasets as tfds  # slow to import
-
     splits = _split_names(split)
     datasets, info = tfds.load(
         name,
@@ -132,8 +139,10 @@ def from_tfds(
         >>> train, val = from_tfds("tf_flowers",
         ...                        split=["train[:80%]", "train[80%:]"])
     """
+    tfds = _tfds("from_tfds")
     image_size = image_size_pair(image_size)
     loaded = _load_classification(
+        tfds,
         name,
         split=split,
         data_dir=data_dir,
@@ -192,7 +201,7 @@ def tfds_image_folder(
     Example:
         >>> train, test = tfds_image_folder("data", split=["train", "test"])
     """
-    import tensorflow_datasets as tfds  # slow to import
+    tfds = _tfds("tfds_image_folder")
 
     image_size = image_size_pair(image_size)
     root_dir = os.fspath(root_dir)
@@ -270,10 +279,11 @@ def from_tfds_text(
         >>> train, val = from_tfds_text("glue/sst2", text_key="sentence",
         ...                             split=["train", "validation"])
     """
-    import tensorflow_datasets as tfds  # slow to import
+    tfds = _tfds("from_tfds_text")
 
     cleaner = resolve_cleaner(clean)
     loaded = _load_classification(
+        tfds,
         name,
         split=split,
         data_dir=data_dir,

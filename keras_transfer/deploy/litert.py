@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from keras_transfer.errors import ModelFileError
+from keras_transfer.errors import ModelFileError, import_extra
 from keras_transfer.models.heads import Head
 from keras_transfer.quiet import native_output_silenced
 
@@ -228,8 +228,7 @@ class LiteRTModel:
                 f"{self.path!r} is a text model's file, but its tokenizer is not beside it (the folder "
                 f"{folder!r} that the export writes): copy that folder with the file, or export the model again."
             )
-        import keras_hub
-
+        keras_hub = import_extra("keras_hub", "A text model's tokenizer")
         try:
             preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(folder)
         except Exception as error:  # keras-hub raises many kinds for a broken preset

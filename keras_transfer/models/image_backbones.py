@@ -13,7 +13,7 @@ import re
 
 import keras
 
-from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError, is_download_failure
+from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError, import_extra, is_download_failure
 from keras_transfer.models.layers import BackbonePreprocessing
 
 IMAGENET = "imagenet"
@@ -149,13 +149,14 @@ def get_backbone_spec(name):
     """Finds a registry entry by name, accepting Keras's own spelling too."""
     key = _ALIASES.get(_normalize(name))
     if key is None:
-        candidates = list(BACKBONES) + _keras_hub_image_presets()
-        close = difflib.get_close_matches(name.lower(), candidates, n=5, cutoff=0.5)
+        hub_presets = _keras_hub_image_presets()
+        close = difflib.get_close_matches(name.lower(), list(BACKBONES) + hub_presets, n=5, cutoff=0.5)
         hint = f" Closest names: {', '.join(close)}." if close else ""
+        hub = "" if hub_presets else ' (keras-hub presets need keras-hub: pip install "keras-transfer[text]")'
         raise UnknownBackboneError(
             f"Unknown backbone {name!r}.{hint} Run `keras-transfer backbones` "
             "(or `keras_transfer.list_backbones()`) for the full list, or pass a "
-            "keras-hub preset name or a local preset folder."
+            f"keras-hub preset name or a local preset folder{hub}."
         )
     return BACKBONES[key]
 
@@ -198,6 +199,10 @@ def is_keras_hub_source(name):
     if os.path.isdir(name) or "://" in name:
         return True
     return name in _keras_hub_image_presets()
+
+
+# keras-hub is optional (the `text` extra): the Keras Applications backbones need only Keras.
+_KERAS_HUB_FEATURE = "A keras-hub image preset or preset folder"
 
 
 def _keras_hub_image_presets():
@@ -292,7 +297,7 @@ def load_from_hub(load, preset):
 
 
 def _build_keras_hub_backbone(preset, weights, image_size):
-    import keras_hub
+    keras_hub = import_extra("keras_hub", _KERAS_HUB_FEATURE)
 
     load_weights = weights == IMAGENET
     model = load_from_hub(lambda: keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights), preset)
@@ -309,7 +314,7 @@ def _build_keras_hub_backbone(preset, weights, image_size):
 def default_image_size(name):
     """The input size a backbone is built at when none is given, as (height, width)."""
     if is_keras_hub_source(name):
-        import keras_hub
+        keras_hub = import_extra("keras_hub", _KERAS_HUB_FEATURE)
 
         size = load_from_hub(lambda: keras_hub.layers.ImageConverter.from_preset(name), name).image_size
         if size is None:

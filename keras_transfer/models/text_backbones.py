@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError
+from keras_transfer.errors import UnknownBackboneError, WeightsUnavailableError, import_extra
 from keras_transfer.models.image_backbones import load_from_hub
 
 PRETRAINED = "pretrained"
@@ -27,7 +27,7 @@ class TextBackboneSpec:
     has_pooler: bool = False
 
     def presets(self):
-        import keras_hub
+        keras_hub = import_extra("keras_hub", "Listing the text backbones")
 
         backbone = getattr(keras_hub.models, self.backbone_class)
         # keras-hub lists a subclass's presets under its parents too (XLMRobertaBackbone's under
@@ -91,8 +91,11 @@ def build_text_backbone(source, *, weights=PRETRAINED, sequence_length=None):
 
     Returns:
         A `BuiltTextBackbone`.
+
+    Raises:
+        MissingExtraError: keras-hub is not installed (`pip install "keras-transfer[text]"`).
     """
-    import keras_hub
+    keras_hub = import_extra("keras_hub", "A text backbone")
 
     source = os.fspath(source)
     known = [name for presets in list_text_backbones().values() for name in presets]

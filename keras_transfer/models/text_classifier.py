@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_transfer import atomic_files as files
 from keras_transfer import data as data_lib
 from keras_transfer.data import length_buckets
+from keras_transfer.errors import import_extra
 from keras_transfer.finetune.recipes import TEXT_RECIPE
 from keras_transfer.models.layers import TOKEN_POOLINGS, TokenPooling, canonical_pooling
 from keras_transfer.models.text_backbones import PRETRAINED, build_text_backbone
@@ -64,6 +65,9 @@ class TextClassifier(TransferModel):
             the outputs those of full padding, and predictions keep the input
             order. False pads every batch to `sequence_length`.
 
+    Raises:
+        MissingExtraError: keras-hub is not installed (`pip install "keras-transfer[text]"`).
+
     Example:
     >>> model = TextClassifier("path/to/all-MiniLM-L6-v2", num_classes=2, pooling="mean")
     >>> model.fine_tune(["great film", "dull"], [1, 0])  # doctest: +SKIP
@@ -85,6 +89,7 @@ class TextClassifier(TransferModel):
         bucket_by_length=True,
         **kwargs,
     ):
+        import_extra("keras_hub", "TextClassifier")  # optional: a clear error without it, not a deep one
         if isinstance(backbone, keras.Model):
             if preprocessor is None:
                 raise ValueError(

@@ -14,13 +14,13 @@ True
 
 Importing TF-MOT sets `TF_USE_LEGACY_KERAS=1` in the process; `tfmot()` and
 `tf_keras()` import it lazily and put the variable back, so Keras 3 keeps
-working afterwards.
+working afterwards. Both are optional (`pip install "keras-transfer[tfmot]"`):
+without them, importing this module works and using it raises `MissingExtraError`.
 """
 
 import collections
 import dataclasses
 import functools
-import importlib
 import inspect
 import os
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from keras_transfer.deploy.arrays import collect_examples
 from keras_transfer.deploy.tfmot.weights import copy_weights
-from keras_transfer.errors import UnsupportedLayerError
+from keras_transfer.errors import UnsupportedLayerError, import_extra
 from keras_transfer.models.layers import BackbonePreprocessing
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
@@ -39,17 +39,16 @@ _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 # Lazy imports that leave Keras 3 alone.
 
 
-def _import_keeping_keras_3(module_name, package):
+# What needs the optional `tfmot` extra (TF-MOT and tf-keras), for the error without it.
+_TFMOT_FEATURES = "TF-MOT optimization (quantization_aware, prune, cluster, to_tf_keras)"
+
+
+def _import_keeping_keras_3(module_name):
     # TF-MOT sets TF_USE_LEGACY_KERAS=1 at import, which would make later
     # `tf.keras` lookups (and libraries reading the variable) pick Keras 2.
     previous = os.environ.get(_LEGACY_KERAS)
     try:
-        return importlib.import_module(module_name)
-    except ImportError as error:
-        raise ImportError(
-            f"{module_name} is not installed: `pip install {package}` "
-            "(it needs tf-keras matching your TensorFlow version)."
-        ) from error
+        return import_extra(module_name, _TFMOT_FEATURES)
     finally:
         if previous is None:
             os.environ.pop(_LEGACY_KERAS, None)
@@ -60,13 +59,13 @@ def _import_keeping_keras_3(module_name, package):
 @functools.cache
 def tfmot():
     """The `tensorflow_model_optimization` module, imported without switching Keras."""
-    return _import_keeping_keras_3("tensorflow_model_optimization", "tensorflow-model-optimization")
+    return _import_keeping_keras_3("tensorflow_model_optimization")
 
 
 @functools.cache
 def tf_keras():
     """The `tf_keras` (Keras 2) module, imported without switching Keras."""
-    return _import_keeping_keras_3("tf_keras", "tf-keras")
+    return _import_keeping_keras_3("tf_keras")
 
 
 @functools.cache
