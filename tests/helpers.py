@@ -180,12 +180,16 @@ def run_fit_test(model, inputs, labels, *, batch_size=8, epochs=1):
 RUN_FILES = [".keras-transfer.json", "confusion_matrix.png", "model.keras", "report.json", "training_curves.png"]
 
 
+# `keras-transfer train`'s options for a 32-px untrained MobileNetV2.
+TINY_TRAIN_OPTIONS = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32"]
+
+
 def train_tiny_cli(images, output, *extra, head_epochs=1, finetune_epochs=0):
     """`keras-transfer train` on a 32-px untrained MobileNetV2: its exit code."""
     from keras_transfer.cli import main
 
     return main(
-        ["train", images, "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32",
+        ["train", images, *TINY_TRAIN_OPTIONS,
          "--head-epochs", str(head_epochs), "--finetune-epochs", str(finetune_epochs), "--batch-size", "4",
          "--output", str(output), *extra]
     )  # fmt: skip

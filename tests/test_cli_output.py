@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import TINY_TRAIN_OPTIONS
 
 from keras_transfer.cli import COMMANDS
 
@@ -69,25 +70,9 @@ def test_a_short_train_run_prints_phases_epochs_and_a_summary_without_library_li
     images = make_image_folder(per_class=6, size=32)
     output = tmp_path / "run"
     done = run_command(
-        "train",
-        images,
-        "--val-split",
-        "0.5",
-        "--backbone",
-        "mobilenet_v2",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--head-epochs",
-        "1",
-        "--finetune-epochs",
-        "1",
-        "--finetune-patience",
-        "0",
-        "--output",
-        str(output),
-    )
+        "train", images, "--val-split", "0.5", *TINY_TRAIN_OPTIONS, "--head-epochs", "1", "--finetune-epochs", "1",
+        "--finetune-patience", "0", "--output", str(output),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert library_log_lines(done.stdout + done.stderr) == []
     # Only the command's own warning: 3 validation images per class say little.

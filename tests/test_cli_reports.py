@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from helpers import TINY_TRAIN_OPTIONS
 
 from keras_transfer.cli import EXIT_BAD_INPUT, build_parser, main
 from keras_transfer.cli.common import expand_config, run_settings
@@ -65,7 +66,7 @@ def test_a_report_that_cannot_be_repeated_is_a_usage_error(tmp_path, capsys, con
 def test_a_run_repeated_from_its_report_gives_the_same_result(make_image_folder, tmp_path, capsys):
     images = make_image_folder(per_class=5, size=32)
     first, second = tmp_path / "first", tmp_path / "second"
-    options = ["--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32", "--head-epochs", "2"]
+    options = [*TINY_TRAIN_OPTIONS, "--head-epochs", "2"]
     assert (
         main(["train", images, "--val-split", "0.4", *options, "--finetune-epochs", "1", "--output", str(first)]) == 0
     )
