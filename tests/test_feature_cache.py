@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import (
     image_arrays,
     image_dataset,
@@ -142,3 +143,25 @@ def test_bad_cache_requests_fail_before_any_work():
         kt.FeatureCache.compute(extractor, (images, labels))
     with pytest.raises(ValueError, match="labelled data"):
         kt.FeatureCache.compute(extractor, dataset.map(lambda x, y: x), verbose=0)
+
+
+def test_copies_of_a_dataset_that_reshuffles_keep_their_own_labels():
+    # Each example's input is its label, so a feature paired with the wrong label shows at once.
+    labels = np.arange(12) % 3
+    data = (
+        tf.data.Dataset.from_tensor_slices((labels.astype("float32")[:, None], labels))
+        .shuffle(12, seed=0, reshuffle_each_iteration=True)
+        .batch(4)
+    )
+    inputs = keras.Input((1,))
+    identity = keras.Model(inputs, keras.layers.Identity()(inputs))
+    cache = kt.FeatureCache.compute(identity, data, copies=3, verbose=0)
+    assert cache.copy_labels is not None and cache.copy_labels.shape == (3, 12)
+    for copy in range(3):
+        np.testing.assert_array_equal(cache.features[copy][:, 0], cache.copy_labels[copy])
+    batches = iter(cache.dataset(4, seed=1))
+    for _ in range(3 * cache.steps(4)):  # three epochs: every copy
+        features, batch_labels = next(batches)
+        np.testing.assert_array_equal(features.numpy()[:, 0], batch_labels.numpy())
+    # A transformed cache keeps each copy's labels.
+    np.testing.assert_array_equal(cache.transform(identity, verbose=0).copy_labels, cache.copy_labels)

@@ -31,14 +31,17 @@ class FeatureCache:
     >>> model.head_model().fit(cache.dataset(32), steps_per_epoch=cache.steps(32))  # doctest: +SKIP
     """
 
-    def __init__(self, features, labels, batch_size=32):
+    def __init__(self, features, labels, batch_size=32, copy_labels=None):
         if len(features) < 1 or features.shape[1] != len(labels):
             raise ValueError(
                 f"features of shape {features.shape} do not match {len(labels)} labels: "
                 "expected (copies, num_examples, ...)."
             )
         self.features = features
+        # The first copy's labels; `copy_labels[c]` those of copy c when the data came in another order
+        # each pass (a dataset that reshuffles), else None.
         self.labels = labels
+        self.copy_labels = copy_labels
         # The batch size of the data it came from: the head trains on the same.
         self.batch_size = int(batch_size)
 
@@ -88,6 +91,7 @@ class FeatureCache:
         forward = tf.function(lambda inputs: extractor(inputs, training=False), input_signature=[spec[0]])
         writer = _FeatureWriter(directory)
         labels = None
+        every_pass = []
         batch_size = None
         steps = _cardinality(data)
         for copy in range(int(copies)):
@@ -106,9 +110,13 @@ class FeatureCache:
                     f"Pass {copy + 1} over the data gave {len(pass_labels)} examples, the first "
                     f"{len(labels)}: cache a dataset that yields the same examples every pass."
                 )
+            every_pass.append(pass_labels)
         if labels is None:
             raise ValueError("The dataset is empty: there is nothing to cache.")
-        return cls(writer.finish(int(copies), len(labels)), labels, batch_size)
+        # A dataset that reshuffles gives each pass its own order: each copy keeps its own labels.
+        reordered = any(not np.array_equal(other, labels) for other in every_pass[1:])
+        copy_labels = np.stack(every_pass) if reordered else None
+        return cls(writer.finish(int(copies), len(labels)), labels, batch_size, copy_labels)
 
     def transform(self, model, *, directory=None, verbose="auto"):
         """A new cache of `model` run over these features, every copy in order.
@@ -128,7 +136,9 @@ class FeatureCache:
             for step, start in enumerate(range(0, self.num_examples, size), start=1):
                 writer.write(np.asarray(forward(np.asarray(copy[start : start + size], dtype="float32"))))
                 progress.update(step)
-        return FeatureCache(writer.finish(self.copies, self.num_examples), self.labels, self.batch_size)
+        return FeatureCache(
+            writer.finish(self.copies, self.num_examples), self.labels, self.batch_size, self.copy_labels
+        )
 
     def steps(self, batch_size):
         """Batches in one epoch: every example once."""
@@ -149,11 +159,12 @@ class FeatureCache:
             epoch = 0
             while True:
                 copy = features[epoch % self.copies]
+                copy_labels = labels if self.copy_labels is None else self.copy_labels[epoch % self.copies]
                 order = rng.permutation(self.num_examples) if shuffle else np.arange(self.num_examples)
                 for start in range(0, self.num_examples, batch_size):
                     # Sorted within a batch (same gradient): a memmap reads front to back.
                     index = np.sort(order[start : start + batch_size])
-                    yield np.asarray(copy[index], dtype="float32"), labels[index]
+                    yield np.asarray(copy[index], dtype="float32"), copy_labels[index]
                 epoch += 1
 
         signature = (
