@@ -166,8 +166,35 @@ def test_config_round_trip():
         (lambda: Head("binary", 2), "exactly one output"),
         (lambda: Head.multilabel(0), "num_outputs must be >= 1"),
         (lambda: Head.regression(0), "num_outputs must be >= 1"),
+        (lambda: Head("binary", 1, cosine_scale=10.0), "A cosine head is multiclass"),
+        (lambda: Head.cosine(3, scale=0.0), "cosine_scale must be > 0"),
     ],
 )
 def test_invalid_heads_raise(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_cosine_head_logits_are_scaled_cosines_to_the_class_vectors(tmp_path):
+    """Head.cosine + set_class_vectors: softmax(scale * cos(features, vector_k)); saved, loaded, exported."""
+    from tests.helpers import image_arrays, run_export_test, run_serialization_test, tiny_classifier
+
+    head = Head.cosine(3, scale=12.0, logits=True)
+    assert Head.from_config(head.get_config()) == head
+    model = tiny_classifier(head=head)
+    images, _ = image_arrays(n=6, num_classes=3)
+    features = model.feature_extractor().predict(images, verbose=0)
+    vectors = features[:3] * np.array([[1.0], [3.0], [0.5]], dtype="float32")  # lengths must not matter
+    model.set_class_vectors(vectors)
+    unit = lambda rows: rows / np.linalg.norm(rows, axis=1, keepdims=True)  # noqa: E731
+    expected = 12.0 * unit(features) @ unit(vectors).T
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    assert model.predict_classes(images[:3])[0].tolist() == [0, 1, 2]
+    run_serialization_test(model, images, tmp_path / "cosine.keras")
+    run_export_test(model, images, tmp_path / "cosine.tflite", atol=1e-3)
+    with pytest.raises(ValueError, match="Expected 3 class vectors"):
+        model.set_class_vectors(vectors[:2])
+    with pytest.raises(ValueError, match="features, the head takes"):
+        model.set_class_vectors(np.ones((3, 5)))
+    with pytest.raises(ValueError, match="need a cosine head"):
+        tiny_classifier(3).set_class_vectors(vectors)

@@ -293,6 +293,23 @@ class TransferModel(keras.Model):
         """
         return keras.Model(self.head_features, self.outputs, name=f"{self.name}_head")
 
+    def set_class_vectors(self, class_vectors):
+        """Writes one vector per class into a cosine head (`Head.cosine`): prototypes or embedded class names.
+
+        Args:
+            class_vectors: `(num_classes, features)`, in the space of the
+                features the head sees (`feature_extractor()`); only their
+                directions count.
+        """
+        kernel = self.head.class_vector_kernel(class_vectors)
+        layer = self.get_layer("predictions")
+        if tuple(layer.kernel.shape) != kernel.shape:
+            raise ValueError(
+                f"The class vectors have {kernel.shape[0]} features, the head takes {layer.kernel.shape[0]}: "
+                "compute them with this model's feature_extractor()."
+            )
+        layer.kernel.assign(kernel)
+
     def feature_extractor(self, pooling=None):
         """A model from this model's inputs to one feature vector per example.
 
