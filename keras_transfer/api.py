@@ -12,8 +12,9 @@ from keras_transfer.quiet import import_tensorflow_quietly as _import_tensorflow
 _import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up log lines are not for users
 
 # Sorted by room; modules imported whole are namespaces: kt.data.image_folder, kt.report.format_table, ...
+from keras_transfer import adaptation, data, evaluation, zeroshot
 from keras_transfer import atomic_files as files
-from keras_transfer import data, evaluation
+from keras_transfer.adaptation import AdaptationResult, GradientReversal, adapt, adapt_batch_norm
 from keras_transfer.data.image_augmentation import augmentation
 from keras_transfer.deploy import export, litert
 from keras_transfer.deploy import reports as report
@@ -34,6 +35,15 @@ from keras_transfer.errors import (
     UnsupportedLayerError,
     WeightsUnavailableError,
 )
+from keras_transfer.fewshot.prototypes import (
+    class_means,
+    finetune_from_prototypes,
+    fit_prototypes,
+    prototype_classifier,
+)
+from keras_transfer.fewshot.recipes import PROTOTYPE_FINETUNE_RECIPE
+from keras_transfer.fewshot.setfit import SetFitHistory, setfit_classifier
+from keras_transfer.fewshot.shots import dataset_shots, draw_shots
 from keras_transfer.finetune.feature_cache import FeatureCache
 from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, select_layers, unfreeze
 from keras_transfer.finetune.layer_blocks import layer_blocks
@@ -57,3 +67,6 @@ from keras_transfer.models.layers import BackbonePreprocessing, TokenPooling
 from keras_transfer.models.text_backbones import build_text_backbone, list_text_backbones
 from keras_transfer.models.text_classifier import TextClassifier
 from keras_transfer.models.transfer_model import TransferModel
+from keras_transfer.multitask.model import MultiTaskImageModel, MultiTaskModel, MultiTaskTextModel
+from keras_transfer.multitask.tasks import Task, TaskHeads
+from keras_transfer.zeroshot import zero_shot_classifier, zero_shot_image_classifier

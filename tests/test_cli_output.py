@@ -137,6 +137,11 @@ SOURCE_CONSTANTS = [
     ("keras_transfer.deploy.quantization", "QUANTIZATION_MODES"),
     ("keras_transfer.deploy.quantization", "IO_DTYPES"),
     ("keras_transfer.deploy.tfmot.optimize", "METHODS"),
+    ("keras_transfer.zeroshot.prompts", "DEFAULT_TEMPLATE"),
+    ("keras_transfer.adaptation.methods", "METHODS"),
+    ("keras_transfer.adaptation.methods", "TEXT_METHODS"),
+    ("keras_transfer.adaptation.methods", "DEFAULT_WEIGHTS"),
+    ("keras_transfer.multitask.tasks", "TASK_NAME_PATTERN"),
 ]
 SOURCE_DEFAULTS = [
     ("keras_transfer.data.images", "image_folder", "batch_size"),

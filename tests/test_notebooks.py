@@ -31,6 +31,10 @@ SERIES = [
     "03_text_classification_bert_lora.ipynb",
     "04_quantize_and_export_tflite.ipynb",
     "05_feature_extraction_and_function_fitting.ipynb",
+    "06_multi_task_learning.ipynb",
+    "07_domain_adaptation.ipynb",
+    "08_few_shot_learning.ipynb",
+    "09_zero_shot_classification.ipynb",
 ]
 # The committed outputs are for readers; every plot is base64 PNG in the file and in the
 # history for good, so each notebook keeps to a budget (plots at dpi 80, few images).

@@ -20,14 +20,25 @@ import sys
 import warnings
 
 from keras_transfer import quiet
-from keras_transfer.cli import backbones, demo, evaluate, export, optimize, predict, train, train_text
+from keras_transfer.cli import (
+    backbones,
+    demo,
+    evaluate,
+    export,
+    optimize,
+    predict,
+    train,
+    train_multitask,
+    train_text,
+    zero_shot,
+)
 from keras_transfer.cli.common import CommandError, cli_words, expand_config
 from keras_transfer.quiet import DEBUG_ENVIRONMENT, VERBOSE_ENVIRONMENT, debugging
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
-COMMANDS = (backbones, train, train_text, evaluate, predict, export, optimize, demo)
+COMMANDS = (backbones, train, train_text, train_multitask, evaluate, predict, export, optimize, zero_shot, demo)
 
 __all__ = [
     "COMMANDS",

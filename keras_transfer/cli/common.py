@@ -211,7 +211,8 @@ def add_run_options(parser, kind, *, seed=True):
         add_config_option(parser)
 
 
-def add_text_file_options(parser, for_model=False):
+def add_text_file_options(parser, for_model=False, optional_labels=False):
+    """The text-file options; with `optional_labels`, --label-column has no default (files without labels)."""
     where = "text models: " if for_model else ""
     parser.add_argument(
         "--text-column",
@@ -221,9 +222,10 @@ def add_text_file_options(parser, for_model=False):
     )
     parser.add_argument(
         "--label-column",
-        default="label",
+        default=None if optional_labels else "label",
         metavar="C",
-        help=f"{where}column with the labels: a header name or a 0-based index (default: label)",
+        help=f"{where}column with the labels: a header name or a 0-based index "
+        + ("(default: none, the file is not labelled)" if optional_labels else "(default: label)"),
     )
     parser.add_argument(
         "--header",
@@ -654,3 +656,70 @@ def best_epoch_line(best):
             f"the best on validation ({scores})."
         )
     return f"Kept the weights of epoch {best['epoch']} ({phase}), the best on validation ({scores})."
+
+
+def image_training_data(args, image_size, augment=None):
+    """`(train, validation or None)` from DATA_DIR and `--val-split` / `--val-dir`, as the image commands read them."""
+    from keras_transfer import data
+
+    loaded = data.image_folder(
+        args.data_dir,
+        image_size=image_size,
+        batch_size=args.batch_size,
+        validation_split=args.val_split,
+        validation_dir=args.val_dir,
+        augment=augment,
+        seed=args.seed,
+    )
+    return loaded if isinstance(loaded, tuple) else (loaded, None)
+
+
+def text_training_data(args, **file_options):
+    """`(train, validation or None)` from TRAIN_FILE and `--val-file` / `--val-split` (`--max-examples`, `--seed`)."""
+    from keras_transfer import data
+
+    loaded = data.text_file(
+        args.train_file,
+        validation_file=args.val_file,
+        validation_split=args.val_split,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        **(file_options or text_file_options(args)),
+    )
+    return loaded if isinstance(loaded, tuple) else (loaded, None)
+
+
+def text_backbone_weights(args):
+    """`--weights pretrained|none|PATH` as `TextClassifier` takes it."""
+    from keras_transfer.models.text_backbones import PRETRAINED
+
+    return {"pretrained": PRETRAINED, "none": None}.get(args.weights, args.weights)
+
+
+def add_text_backbone_options(parser):
+    """`--backbone` and `--weights`, as the commands that build a keras-hub text model take them."""
+    parser.add_argument(
+        "--backbone",
+        required=True,
+        metavar="PRESET_OR_DIR",
+        help="keras-hub preset (see `keras-transfer backbones --text`), hub handle, "
+        "or a local keras-hub preset / Hugging Face folder",
+    )
+    parser.add_argument(
+        "--weights", default="pretrained", metavar="pretrained|none|PATH", help="backbone weights (default: pretrained)"
+    )
+
+
+def text_classifier(args, class_names):
+    """The `TextClassifier` that `--backbone`, `--weights`, `--sequence-length`, `--pooling` and
+    `--[no-]bucket-by-length` describe."""
+    from keras_transfer.models import TextClassifier
+
+    return TextClassifier(
+        args.backbone,
+        weights=text_backbone_weights(args),
+        class_names=class_names,
+        sequence_length=args.sequence_length,
+        pooling=args.pooling,
+        bucket_by_length=args.bucket_by_length,
+    )

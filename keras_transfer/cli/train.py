@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from keras_transfer.cli import common
+from keras_transfer.cli import common, domain_adaptation, few_shot
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant
 from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS
@@ -25,6 +25,10 @@ EXAMPLES = (
     "--head-epochs 5 --output runs/classic",
     "keras-transfer train photos/ --val-split 0.2 --backbone mobilenet_v2 --output runs/photos --resume",
     "keras-transfer train --config runs/photos/report.json --seed 2 --output runs/photos_seed2",
+    "keras-transfer train train/ --val-dir validation/ --backbone mobilenet_v2 --shots 5 --method finetune "
+    "--output runs/five_shot",
+    "keras-transfer train source/ --val-split 0.2 --backbone mobilenet_v2 --target-dir target/ --adapt adabn "
+    "--output runs/adapted",
 )
 
 
@@ -122,6 +126,8 @@ def add_parser(subparsers):
         action="store_true",
         help="run an LR range test on the head first, use its suggestion as --head-lr and write lr_finder.png",
     )
+    few_shot.add_options(parser, few_shot.IMAGE_METHODS)
+    domain_adaptation.add_options(parser, domain_adaptation.METHODS, "--target-dir")
     common.add_run_options(parser, "training")
     parser.set_defaults(run=run)
     return parser
@@ -141,15 +147,15 @@ def parse_unfreeze(text):
         return text  # a layer name
 
 
-def image_recipe(args):
-    """`IMAGE_RECIPE` with the options given; a CommandError for values it refuses."""
+def image_recipe(args, base=IMAGE_RECIPE):
+    """`base` (`IMAGE_RECIPE`) with the options given; a CommandError for values it refuses."""
     unfreeze = parse_unfreeze(args.unfreeze)
     if args.progressive:
         from keras_transfer.finetune.progressive import ProgressiveUnfreezing
 
         unfreeze = ProgressiveUnfreezing(blocks_per_epoch=args.progressive)
     recipe = common.recipe(
-        IMAGE_RECIPE.replace,
+        base.replace,
         head_epochs=args.head_epochs,
         finetune_epochs=args.finetune_epochs,
         unfreeze=unfreeze,
@@ -172,11 +178,14 @@ def augmentation(args, recipe):
 
 
 def run(args):
+    if args.shots is not None or args.method is not None:
+        return few_shot.run_images(args, image_recipe)
+    if domain_adaptation.wants_adaptation(args):
+        return domain_adaptation.run_images(args, image_recipe, augmentation)
     recipe = image_recipe(args)
     folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 
-    from keras_transfer import data
     from keras_transfer.finetune.two_phase import check_recipe_fits
     from keras_transfer.models import ImageClassifier
     from keras_transfer.models.image_backbones import default_image_size
@@ -184,16 +193,7 @@ def run(args):
     keras.utils.set_random_seed(args.seed)
     try:
         image_size = args.image_size or default_image_size(args.backbone)
-        loaded = data.image_folder(
-            args.data_dir,
-            image_size=image_size,
-            batch_size=args.batch_size,
-            validation_split=args.val_split,
-            validation_dir=args.val_dir,
-            augment=augmentation(args, recipe),
-            seed=args.seed,
-        )
-        train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
+        train, validation = common.image_training_data(args, image_size, augmentation(args, recipe))
         model = ImageClassifier(
             args.backbone,
             class_names=train.class_names,

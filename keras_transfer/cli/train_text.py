@@ -9,7 +9,7 @@ and `--help` shows the recipes' own values.
 import json
 import time
 
-from keras_transfer.cli import common
+from keras_transfer.cli import common, domain_adaptation, few_shot
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant
 from keras_transfer.errors import require_extra
@@ -41,6 +41,10 @@ EXAMPLES = (
     "keras-transfer train-text train.tsv --val-file dev.tsv --text-column sentence --label-column label "
     "--backbone ./all-MiniLM-L6-v2 --recipe lora --output runs/lora",
     "keras-transfer train-text --config runs/reviews/report.json --lr 3e-5 --output runs/reviews_lr3e-5",
+    "keras-transfer train-text train.tsv --val-file dev.tsv --text-column sentence --label-column label "
+    "--backbone ./all-MiniLM-L6-v2 --shots 8 --method setfit --output runs/eight_shot",
+    "keras-transfer train-text sst2.tsv --text-column sentence --label-column label --backbone ./all-MiniLM-L6-v2 "
+    "--target-file yelp.txt --target-text-column 0 --target-label-column 1 --adapt mmd --output runs/sst2_to_yelp",
 )
 
 
@@ -62,16 +66,7 @@ def add_parser(subparsers):
         "--val-split", type=float, metavar="F", help="hold out this fraction of TRAIN_FILE (seeded)"
     )
     common.add_text_file_options(parser)
-    parser.add_argument(
-        "--backbone",
-        required=True,
-        metavar="PRESET_OR_DIR",
-        help="keras-hub preset (see `keras-transfer backbones --text`), hub handle, "
-        "or a local keras-hub preset / Hugging Face folder",
-    )
-    parser.add_argument(
-        "--weights", default="pretrained", metavar="pretrained|none|PATH", help="backbone weights (default: pretrained)"
-    )
+    common.add_text_backbone_options(parser)
     parser.add_argument(
         "--recipe",
         "--strategy",
@@ -150,6 +145,8 @@ def add_parser(subparsers):
         metavar="PATIENCE",
         help="stop a phase after PATIENCE epochs without improvement",
     )
+    few_shot.add_options(parser, few_shot.TEXT_METHODS)
+    domain_adaptation.add_options(parser, domain_adaptation.TEXT_METHODS, "--target-file")
     common.add_run_options(parser, "training")
     parser.set_defaults(run=run)
     return parser
@@ -199,36 +196,21 @@ def describe(recipe):
 
 def run(args):
     require_extra("keras_hub", "train-text")  # the optional `text` extra, checked before any work
+    if args.shots is not None or args.method is not None:
+        return few_shot.run_texts(args)
+    if domain_adaptation.wants_adaptation(args):
+        return domain_adaptation.run_texts(args, text_recipe, describe)
     recipe = text_recipe(args)
     name = recipes.text_recipe_name(recipe)
     folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
     import keras
 
-    from keras_transfer import data
     from keras_transfer.cli.train import train_in_folder
-    from keras_transfer.models import TextClassifier
-    from keras_transfer.models.text_backbones import PRETRAINED
 
     keras.utils.set_random_seed(args.seed)
-    weights = {"pretrained": PRETRAINED, "none": None}.get(args.weights, args.weights)
     try:
-        loaded = data.text_file(
-            args.train_file,
-            validation_file=args.val_file,
-            validation_split=args.val_split,
-            max_examples=args.max_examples,
-            seed=args.seed,
-            **common.text_file_options(args),
-        )
-        train, validation = loaded if isinstance(loaded, tuple) else (loaded, None)
-        model = TextClassifier(
-            args.backbone,
-            weights=weights,
-            class_names=train.class_names,
-            sequence_length=args.sequence_length,
-            pooling=args.pooling,
-            bucket_by_length=args.bucket_by_length,
-        )
+        train, validation = common.text_training_data(args)
+        model = common.text_classifier(args, train.class_names)
         if recipe.lora_rank:
             # fine_tune would enable it too; here a backbone without adaptable layers fails before training.
             model.enable_lora(recipe.lora_rank)

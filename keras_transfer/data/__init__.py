@@ -17,7 +17,7 @@ from keras_transfer.data.image_augmentation import AUGMENTATION_PRESETS, augment
 from keras_transfer.data.images import IMAGE_EXTENSIONS, image_folder, read_image_files
 from keras_transfer.data.sequence_length import choose_sequence_length
 from keras_transfer.data.text_cleaning import CLEANING_STEPS, TextCleaner
-from keras_transfer.data.text_files import text_file
+from keras_transfer.data.text_files import read_column, read_texts, text_file
 from keras_transfer.data.text_labels import LABEL_MODES
 from keras_transfer.data.text_lists import from_pandas, from_texts
 from keras_transfer.data.tfds import from_tfds, from_tfds_text, tfds_image_folder

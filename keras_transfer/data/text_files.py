@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from keras_transfer.data.text_datasets import label_columns_of, load_text
-from keras_transfer.data.text_rows import Rows
+from keras_transfer.data.text_rows import Rows, check_texts
 from keras_transfer.errors import DataError
 
 
@@ -287,3 +287,27 @@ def text_file(
         seed=seed,
         validation_split=validation_split,
     )
+
+
+def read_column(path, column, *, header="auto", delimiter="auto"):
+    """One column of a CSV or TSV file as a list of str (e.g. labels to look at before loading).
+
+    Reads the file as `text_file` does (the same `header` and `delimiter` rules).
+
+    Raises:
+        DataError: as `text_file`, for a missing file or column, or a short row.
+    """
+    return list(_read_text_file(path, column, [], header, delimiter, "file").texts)
+
+
+def read_texts(path, *, text_column, header="auto", delimiter="auto"):
+    """The texts of a CSV or TSV file's `text_column`, as a list of str, for unlabelled data.
+
+    Reads the file as `text_file` does and checks every text as it does, without a label column.
+
+    Raises:
+        DataError: as `text_file`, for a missing file or column, or an empty text.
+    """
+    rows = _read_text_file(path, text_column, [], header, delimiter, "file")
+    check_texts(rows)
+    return list(rows.texts)

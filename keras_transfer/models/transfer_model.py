@@ -591,11 +591,16 @@ class TransferModel(keras.Model):
         model = cls(
             backbone,
             preprocessor=keras.saving.deserialize_keras_object(preprocessor) if preprocessor else None,
-            head=Head.from_config(config.pop("head")),
+            head=cls.head_from_config(config.pop("head")),
             **config,
         )
         model.backbone_name = backbone_name or model.backbone_name
         return model
+
+    @classmethod
+    def head_from_config(cls, config):
+        """The head of a saved model from its config: a `Head` (a multi-task model's is a `TaskHeads`)."""
+        return Head.from_config(config)
 
 
 def resolve_head(head, num_classes, class_names):
