@@ -163,7 +163,7 @@ def _record(result, accuracy, began):
 # --- text -------------------------------------------------------------------------------
 
 
-def _text_sets(assets, seed=0):
+def text_sets(assets, seed=0):
     """`{name: (pool texts, pool labels, evaluation texts, evaluation labels, class names)}`."""
     sst2 = os.path.join(assets, "text", "sst2")
     train = kt.data.text_file(os.path.join(sst2, "train.tsv"), text_column="sentence", label_column="label")
@@ -193,7 +193,7 @@ def run_text(args, assets):
     built = kt.build_text_backbone(path)
     backbone, preprocessor = built.model, built.preprocessor
     rows, majority = [], {}
-    for name, (pool_texts, pool_labels, eval_texts, eval_labels, class_names) in _text_sets(assets).items():
+    for name, (pool_texts, pool_labels, eval_texts, eval_labels, class_names) in text_sets(assets).items():
         # One sequence length for every model of a dataset: the evaluation texts' 95th percentile of tokens.
         length = kt.data.choose_sequence_length(eval_texts, preprocessor.tokenizer, maximum=256)
 

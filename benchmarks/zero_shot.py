@@ -44,8 +44,6 @@ from keras_transfer.zeroshot import DEFAULT_TEMPLATE
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 # few_shot.py's SMS split: a stratified 20% of the whole collection held out with this seed.
-SMS_HELD_OUT = 0.2
-SMS_SEED = 0
 
 # Each: (label, template(s), descriptions or None). The first is the library's default with the class names.
 WORDINGS = {
@@ -86,25 +84,12 @@ DATASET_NAMES = {"sst2": "SST-2 dev (872 sentences)", "sms_spam": "SMS spam, few
 
 def _evaluation_sets(assets):
     """`{name: (texts, labels, class names)}`: SST-2 dev, and the SMS messages few_shot.py holds out."""
-    from keras_transfer.fewshot.shots import examples_of
+    from few_shot import text_sets  # benchmarks/ is on sys.path when a script there runs
 
-    sst2 = os.path.join(assets, "text", "sst2")
-    train = kt.data.text_file(os.path.join(sst2, "train.tsv"), text_column="sentence", label_column="label")
-    dev = kt.data.text_file(
-        os.path.join(sst2, "dev.tsv"), text_column="content", label_column="label", class_names=train.class_names
-    )
-    # The same calls as few_shot.py's _text_sets, so the held-out messages are the same.
-    sms = kt.data.text_file(
-        os.path.join(assets, "text", "sms_spam", "SMSSpamCollection"), text_column="SMS", label_column="Label"
-    )
-    sms_texts, sms_labels = examples_of(sms)
-    _, held_out = kt.data.splits.split_train_validation(sms_labels, SMS_HELD_OUT, seed=SMS_SEED)
-    dev_texts, dev_labels = examples_of(dev)
-    return {
-        # SST-2's labels are 0/1: the zero-shot classes need words.
-        "sst2": (dev_texts, dev_labels, ["negative", "positive"]),
-        "sms_spam": ([sms_texts[i] for i in held_out], sms_labels[held_out], sms.class_names),
-    }
+    sets = {name: (texts, labels, names) for name, (_, _, texts, labels, names) in text_sets(assets).items()}
+    # SST-2's labels are 0/1: the zero-shot classes need words.
+    sets["sst2"] = (*sets["sst2"][:2], ["negative", "positive"])
+    return sets
 
 
 def _scores(report):

@@ -723,3 +723,13 @@ def text_classifier(args, class_names):
         pooling=args.pooling,
         bucket_by_length=args.bucket_by_length,
     )
+
+
+def add_max_examples_option(parser):
+    """`--max-examples N`: a seeded random subset of each text file (`text_training_data` passes it on)."""
+    parser.add_argument(
+        "--max-examples",
+        type=positive_int,
+        metavar="N",
+        help="use a seeded random subset of N rows of each file",
+    )

@@ -91,12 +91,7 @@ def add_parser(subparsers):
     )
     common.add_schedule_option(parser, recipe.schedule or common.CONSTANT)
     common.add_batch_size_option(parser)
-    parser.add_argument(
-        "--max-examples",
-        type=common.positive_int,
-        metavar="N",
-        help="use a seeded random subset of N rows of each file",
-    )
+    common.add_max_examples_option(parser)
     parser.add_argument(
         "--pooling",
         default="auto",

@@ -117,12 +117,7 @@ def add_parser(subparsers):
     schedules = {name: recipe.schedule or common.CONSTANT for name, recipe in recipes.TEXT_RECIPES.items()}
     common.add_schedule_option(parser, _default_text(schedules))
     common.add_batch_size_option(parser)
-    parser.add_argument(
-        "--max-examples",
-        type=common.positive_int,
-        metavar="N",
-        help="use a seeded random subset of N rows of each file",
-    )
+    common.add_max_examples_option(parser)
     parser.add_argument(
         "--pooling",
         default="auto",
