@@ -12,7 +12,7 @@ from keras_transfer.quiet import import_tensorflow_quietly as _import_tensorflow
 _import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up log lines are not for users
 
 # Sorted by room; modules imported whole are namespaces: kt.data.image_folder, kt.report.format_table, ...
-from keras_transfer import adaptation, data, evaluation, zeroshot
+from keras_transfer import adaptation, data, distribute, evaluation, zeroshot
 from keras_transfer import atomic_files as files
 from keras_transfer.adaptation import AdaptationResult, GradientReversal, adapt, adapt_batch_norm
 from keras_transfer.data.image_augmentation import augmentation
@@ -27,6 +27,7 @@ from keras_transfer.deploy.quantization import Quantization, keras_quantize
 from keras_transfer.deploy.reports import ModelReport, measure_export
 from keras_transfer.deploy.tfmot.bridge import Bridge, to_tf_keras
 from keras_transfer.deploy.tfmot.optimize import OptimizedModel, cluster, prune, quantization_aware
+from keras_transfer.distribute import keras_fixes as _keras_fixes
 from keras_transfer.errors import (
     DataError,
     MissingExtraError,
@@ -70,3 +71,5 @@ from keras_transfer.models.transfer_model import TransferModel
 from keras_transfer.multitask.model import MultiTaskImageModel, MultiTaskModel, MultiTaskTextModel
 from keras_transfer.multitask.tasks import Task, TaskHeads
 from keras_transfer.zeroshot import zero_shot_classifier, zero_shot_image_classifier
+
+_keras_fixes.install()  # Keras 3 models train under MultiWorkerMirroredStrategy (distribute.keras_fixes)

@@ -19,7 +19,7 @@ def environment():
             versions[distribution.replace("-", "_")] = importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {"versions": versions, "platform": platform.platform(), "cpu": cpu_model()}
+    return {"versions": versions, "platform": platform.platform(), "cpu": cpu_model(), "cpu_flags": cpu_flags()}
 
 
 def cpu_model():
@@ -34,3 +34,20 @@ def cpu_model():
     import platform
 
     return platform.processor() or platform.machine()
+
+
+# The instruction sets CPU timings depend on (int8 and bfloat16 kernels above all).
+TIMING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "asimddp")
+
+
+def cpu_flags():
+    """Which of `TIMING_FLAGS` this CPU has (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in TIMING_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []

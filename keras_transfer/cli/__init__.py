@@ -25,6 +25,7 @@ from keras_transfer.cli import (
     demo,
     evaluate,
     export,
+    launch,
     optimize,
     predict,
     train,
@@ -38,7 +39,19 @@ from keras_transfer.quiet import DEBUG_ENVIRONMENT, VERBOSE_ENVIRONMENT, debuggi
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
-COMMANDS = (backbones, train, train_text, train_multitask, evaluate, predict, export, optimize, zero_shot, demo)
+COMMANDS = (
+    backbones,
+    train,
+    train_text,
+    train_multitask,
+    evaluate,
+    predict,
+    export,
+    optimize,
+    zero_shot,
+    launch,
+    demo,
+)
 
 __all__ = [
     "COMMANDS",
@@ -96,7 +109,8 @@ def main(argv=None):
     debug = args.debug or debugging()
     if args.verbose:
         os.environ[VERBOSE_ENVIRONMENT] = "1"
-    _load_library()
+    if getattr(args, "needs_library", True):  # launch only starts other processes
+        _load_library()
     prefix = f"keras-transfer {args.command}"
     with _sigterm_as_interrupt(), _short_warnings(prefix, args.command_parser):
         try:

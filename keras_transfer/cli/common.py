@@ -275,7 +275,20 @@ def text_file_options(args):
 
 
 # Options that change no result: --resume may differ from the interrupted run's in these.
-_RESUME_FREE_OPTIONS = ("resume", "overwrite", "json", "debug", "verbose", "config", "run", "command", "command_parser")
+_RESUME_FREE_OPTIONS = (
+    "resume",
+    "overwrite",
+    "json",
+    "debug",
+    "verbose",
+    "config",
+    "run",
+    "command",
+    "command_parser",
+    # A restarted group of workers may listen on other ports.
+    "worker_hosts",
+    "task_index",
+)
 
 
 # --------------------------------------------------------------------------
@@ -401,8 +414,13 @@ def run_record(args, train, validation):
 def check_output_dir(path, overwrite, *, resume=False, args=None):
     """Before any work: the `RunFolder` of `--output`, or a CommandError for what would lose or mix up data.
 
-    `args` (the parsed options) are kept in OUT_DIR.partial, for `--resume` to compare."""
-    from keras_transfer.atomic_files import OutputError, RunFolder
+    `args` (the parsed options) are kept in OUT_DIR.partial, for `--resume` to compare. A command that
+    `keras-transfer launch` started again after a failure continues the run it left there, as `--resume`."""
+    from keras_transfer.atomic_files import PARTIAL_SUFFIX, RUN_STATE, OutputError, RunFolder
+    from keras_transfer.distribute.launcher import restarted
+
+    if restarted() and os.path.isfile(os.path.join(path + PARTIAL_SUFFIX, RUN_STATE)):
+        resume = True
 
     plain = (str, int, float, bool, list, tuple, type(None))
     given = vars(args).items() if args is not None else ()

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from keras_transfer.cli import common, domain_adaptation, few_shot
+from keras_transfer.cli import common, domain_adaptation, few_shot, multi_worker
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant
 from keras_transfer.finetune.recipes import IMAGE_RECIPE, OPTIMIZERS
@@ -29,6 +29,8 @@ EXAMPLES = (
     "--output runs/five_shot",
     "keras-transfer train source/ --val-split 0.2 --backbone mobilenet_v2 --target-dir target/ --adapt adabn "
     "--output runs/adapted",
+    "keras-transfer train /shared/photos --val-split 0.2 --backbone mobilenet_v2 --output /shared/runs/photos "
+    "--worker-hosts 10.0.0.1:23456,10.0.0.2:23456 --task-index 0",
 )
 
 
@@ -129,6 +131,7 @@ def add_parser(subparsers):
     few_shot.add_options(parser, few_shot.IMAGE_METHODS)
     domain_adaptation.add_options(parser, domain_adaptation.METHODS, "--target-dir")
     common.add_run_options(parser, "training")
+    multi_worker.add_options(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -178,12 +181,13 @@ def augmentation(args, recipe):
 
 
 def run(args):
+    cluster = multi_worker.cluster(args)
     if args.shots is not None or args.method is not None:
         return few_shot.run_images(args, image_recipe)
     if domain_adaptation.wants_adaptation(args):
         return domain_adaptation.run_images(args, image_recipe, augmentation)
     recipe = image_recipe(args)
-    folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
+    folder, strategy = multi_worker.run_folder_and_strategy(args, cluster)
     import keras
 
     from keras_transfer.finetune.two_phase import check_recipe_fits
@@ -194,17 +198,20 @@ def run(args):
     try:
         image_size = args.image_size or default_image_size(args.backbone)
         train, validation = common.image_training_data(args, image_size, augmentation(args, recipe))
-        model = ImageClassifier(
-            args.backbone,
-            class_names=train.class_names,
-            weights=args.weights,
-            image_size=image_size,
-        )
+        with multi_worker.scope(strategy):
+            model = ImageClassifier(
+                args.backbone,
+                class_names=train.class_names,
+                weights=args.weights,
+                image_size=image_size,
+            )
         model.check_data(train, validation)
         check_recipe_fits(model, recipe)
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
 
+    if cluster is not None and not cluster.is_chief:
+        return multi_worker.train_as_worker(cluster, folder, model, train, validation, recipe)
     summary, report, seconds = train_in_folder(
         folder, recipe, lambda: _train_and_write(args, folder, model, train, validation, recipe)
     )
@@ -220,7 +227,7 @@ def run(args):
     print(
         f"\n{model.backbone_name} on {len(train.class_names)} classes, "
         f"{counted(train.num_examples, 'training image')}: "
-        f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s "
+        f"{scored} accuracy {report.accuracy:.3f} after {seconds:.0f} s{multi_worker.on_workers(summary)} "
         f"({phases})."
     )
     if summary["finetune_stopped"]:
@@ -238,6 +245,7 @@ def _train_and_write(args, folder, model, train, validation, recipe):
     """Trains (resuming from `folder`'s backup) and writes every output into OUT_DIR.partial."""
     from keras_transfer import atomic_files as files
     from keras_transfer import evaluation
+    from keras_transfer.distribute import worker_count
 
     start = time.perf_counter()
     if args.lr_find and "head_learning_rate" in folder.state:  # found before the interruption
@@ -285,6 +293,7 @@ def _train_and_write(args, folder, model, train, validation, recipe):
             for name, phase in history.phases
         },
         "seconds": round(seconds, 2),
+        "workers": worker_count(model.distribute_strategy),
         "seconds_by_part": {name: round(value, 2) for name, value in history.seconds.items()},
         "trainable_params": trainable,
         "total_params": total,

@@ -9,7 +9,7 @@ and `--help` shows the recipes' own values.
 import json
 import time
 
-from keras_transfer.cli import common, domain_adaptation, few_shot
+from keras_transfer.cli import common, domain_adaptation, few_shot, multi_worker
 from keras_transfer.cli.common import CommandError
 from keras_transfer.cli.library_source import constant
 from keras_transfer.errors import require_extra
@@ -143,6 +143,7 @@ def add_parser(subparsers):
     few_shot.add_options(parser, few_shot.TEXT_METHODS)
     domain_adaptation.add_options(parser, domain_adaptation.TEXT_METHODS, "--target-file")
     common.add_run_options(parser, "training")
+    multi_worker.add_options(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -191,13 +192,14 @@ def describe(recipe):
 
 def run(args):
     require_extra("keras_hub", "train-text")  # the optional `text` extra, checked before any work
+    cluster = multi_worker.cluster(args)
     if args.shots is not None or args.method is not None:
         return few_shot.run_texts(args)
     if domain_adaptation.wants_adaptation(args):
         return domain_adaptation.run_texts(args, text_recipe, describe)
     recipe = text_recipe(args)
     name = recipes.text_recipe_name(recipe)
-    folder = common.check_output_dir(args.output, args.overwrite, resume=args.resume, args=args)
+    folder, strategy = multi_worker.run_folder_and_strategy(args, cluster)
     import keras
 
     from keras_transfer.cli.train import train_in_folder
@@ -205,10 +207,11 @@ def run(args):
     keras.utils.set_random_seed(args.seed)
     try:
         train, validation = common.text_training_data(args)
-        model = common.text_classifier(args, train.class_names)
-        if recipe.lora_rank:
-            # fine_tune would enable it too; here a backbone without adaptable layers fails before training.
-            model.enable_lora(recipe.lora_rank)
+        with multi_worker.scope(strategy):
+            model = common.text_classifier(args, train.class_names)
+            if recipe.lora_rank:
+                # fine_tune would enable it too; here a backbone without adaptable layers fails before training.
+                model.enable_lora(recipe.lora_rank)
         model.check_data(train, validation)  # also picks the sequence length
     except common.bad_input_errors() as error:
         raise CommandError(error) from error
@@ -219,6 +222,8 @@ def run(args):
         f"{train.num_examples} texts, {len(train.class_names)} classes, "
         f"sequence length {model.sequence_length}."
     )
+    if cluster is not None and not cluster.is_chief:
+        return multi_worker.train_as_worker(cluster, folder, model, train, validation, recipe)
     summary, report, seconds, trainable, total = train_in_folder(
         folder, recipe, lambda: _train_and_write(args, folder, model, train, validation, recipe, name)
     )
@@ -235,7 +240,7 @@ def run(args):
     print(
         f"\n{model.backbone_name} ({describe(recipe)}) on "
         f"{len(train.class_names)} classes, {train.num_examples} training texts, sequence length "
-        f"{model.sequence_length}: {scored} after {seconds:.0f} s, training "
+        f"{model.sequence_length}: {scored} after {seconds:.0f} s{multi_worker.on_workers(summary)}, training "
         f"{trainable:,} of {total:,} parameters ({summary['trainable_percent']:.2f}%)."
     )
     if summary["best_epoch"]:
@@ -251,6 +256,7 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
     """Trains (resuming from `folder`'s backup) and writes every output into OUT_DIR.partial."""
     from keras_transfer import atomic_files as files
     from keras_transfer import evaluation
+    from keras_transfer.distribute import worker_count
 
     start = time.perf_counter()
     history = model.fine_tune(
@@ -293,6 +299,7 @@ def _train_and_write(args, folder, model, train, validation, recipe, name):
             for phase, result in history.phases
         },
         "seconds": round(seconds, 2),
+        "workers": worker_count(model.distribute_strategy),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": round(100.0 * trainable / total, 4),

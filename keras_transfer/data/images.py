@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_transfer.data.checks import check_class_count, check_class_coverage, check_split_range
 from keras_transfer.data.pipeline import finish_image_dataset, image_size_pair, resolve_augment
 from keras_transfer.data.splits import split_examples
+from keras_transfer.distribute import sharding
 from keras_transfer.errors import DataError
 
 # The extensions training reads: those of keras.utils.image_dataset_from_directory,
@@ -277,8 +278,11 @@ def _decode_and_resize(path, image_size, interpolation):
     return image
 
 
-def _read_images(paths, labels, *, image_size, interpolation, shuffle, seed):
+def _read_images(paths, labels, *, image_size, interpolation, shuffle, seed, keep=None, count=None):
     """Unbatched `(image, label)` pairs, decoded and resized as Keras' directory loader does.
+
+    `keep` (a dataset transformation, `distribute.sharding.keep_for_worker`)
+    keeps one worker's `count` files, after the shuffle and before decoding.
 
     Every file passed the scan's decode check. Should one still fail (changed
     on disk since), it is dropped and the epoch is filled up from the next
@@ -289,11 +293,13 @@ def _read_images(paths, labels, *, image_size, interpolation, shuffle, seed):
     def read(path, label):
         return _decode_and_resize(path, image_size, interpolation), label
 
-    count = len(paths)
     dataset = tf.data.Dataset.from_tensor_slices((list(paths), labels))
     if shuffle:
         # Paths are cheap to shuffle whole, every epoch, before decoding.
-        dataset = dataset.shuffle(count, seed=seed)
+        dataset = dataset.shuffle(len(paths), seed=seed)
+    if keep is not None:
+        dataset = keep(dataset)
+    count = len(paths) if count is None else count
     dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     # A bounded repeat: files that all fail end the epoch early instead of looping.
     return dataset.repeat(2).take(count)
@@ -421,26 +427,37 @@ def image_folder(
         split=validation_split is not None,
     )
 
-    def make(files, subset, scan, **options):
+    def make(files, subset, scan, worker=None, **options):
         paths, labels = files
+        shuffled = subset == "train" and shuffle
+        num_examples, rows, keep = len(paths), batch_size, None
+        if worker is not None:  # one worker's share of multi-worker training, kept before decoding
+            num_examples = sharding.kept_count(len(paths), *worker, batch_size)
+            rows = sharding.rows_for_worker(batch_size, *worker)
+            keep = sharding.keep_for_worker(*worker, batch_size)
         dataset = finish_image_dataset(
             _read_images(
                 paths,
                 labels,
                 image_size=image_size,
                 interpolation=interpolation,
-                shuffle=subset == "train" and shuffle,
-                seed=seed,
+                shuffle=shuffled,
+                # Every worker shuffles alike, so that their shares add up to the data.
+                seed=seed if seed is not None or worker is None else 1337,
+                keep=keep,
+                count=num_examples,
             ),
             class_names=train_scan.class_names,
-            num_examples=len(paths),
-            batch_size=batch_size,
+            num_examples=num_examples,
+            batch_size=rows,
             cache=f"{cache}_{subset}" if isinstance(cache, str) else cache,
             skipped_files=scan.unreadable if scan else [],
             labels=labels,
             **options,
         )
         dataset.skipped_reasons = dict(scan.reasons) if scan else {}
+        if worker is None:
+            dataset.for_worker = lambda num_workers, index: make(files, subset, scan, (num_workers, index), **options)
         return dataset
 
     train = make(

@@ -40,6 +40,8 @@ class BestWeights(keras.callbacks.Callback):
         model: the model whose weights are kept and restored.
         path: optional `.npz` file that keeps the best weights (and a `.json`
             beside it) across interrupted runs.
+        write: False in a worker that only reads `path` (a non-chief worker
+            of multi-worker training: the chief writes it).
 
     Attributes:
         best: `{"phase", "epoch", "val_accuracy", "val_loss"}` of the best
@@ -47,10 +49,11 @@ class BestWeights(keras.callbacks.Callback):
         phase: the name of the phase being trained; set it before each `fit`.
     """
 
-    def __init__(self, model, path=None):
+    def __init__(self, model, path=None, *, write=True):
         super().__init__()
         self.target = model
         self.path = None if path is None else os.fspath(path)
+        self.write = bool(write)
         self.phase = None
         self.best = None
         self._score = None
@@ -74,7 +77,7 @@ class BestWeights(keras.callbacks.Callback):
             if key in logs:
                 self.best[key] = float(logs[key])
         self._weights = self.target.get_weights()
-        if self.path:
+        if self.path and self.write:
             with files.atomic_path(self.path) as temporary:
                 with open(temporary, "wb") as file:
                     np.savez(file, *self._weights)

@@ -12,11 +12,13 @@ from keras_transfer import atomic_files as files
 
 
 class EpochLogMixin:
-    """`on_epoch_begin`/`on_epoch_end` that keep `{epoch: logs}` in `path` (written atomically)."""
+    """`on_epoch_begin`/`on_epoch_end` that keep `{epoch: logs}` in `path` (written atomically; only read
+    without `write`, in a non-chief worker of multi-worker training)."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, write=True):
         super().__init__()
         self.path = path
+        self.write = bool(write)
         self.epochs = {}
         if os.path.isfile(path):
             with open(path) as file:
@@ -30,7 +32,8 @@ class EpochLogMixin:
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs[str(epoch)] = {key: float(value) for key, value in (logs or {}).items()}
-        files.write_json(self.epochs, self.path)
+        if self.write:
+            files.write_json(self.epochs, self.path)
 
     def metrics(self):
         """`{metric: [value per epoch]}` over every logged epoch, in order."""

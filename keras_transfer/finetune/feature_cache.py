@@ -118,6 +118,32 @@ class FeatureCache:
         copy_labels = np.stack(every_pass) if reordered else None
         return cls(writer.finish(int(copies), len(labels)), labels, batch_size, copy_labels)
 
+    def gather_workers(self, strategy):
+        """The whole cache, on every worker, from each worker's part of it (multi-worker training).
+
+        Each worker cached its rows of every batch (`distribute.sharding`);
+        they go back in the order of the single dataset, so what trains on the
+        cache sees what it would in one process. Outside multi-worker training:
+        this cache.
+        """
+        from keras_transfer.distribute import sharding
+
+        parts = sharding.all_gather_rows([self.batch_size], strategy)
+        if len(parts) == 1:
+            return self
+        batch_size = int(sum(int(part[0]) for part in parts))  # the rows of one global batch
+
+        def whole(rows):
+            return sharding.interleave_rows(sharding.all_gather_rows(rows, strategy), len(parts), batch_size)
+
+        features = np.stack([whole(np.asarray(copy, dtype="float32")) for copy in self.features])
+        # Every worker gathers the same things (a collective each): each copy's labels, reordered or not.
+        own_copy_labels = [self.labels] * self.copies if self.copy_labels is None else self.copy_labels
+        copy_labels = np.stack([whole(labels) for labels in own_copy_labels])
+        if all(np.array_equal(labels, copy_labels[0]) for labels in copy_labels[1:]):
+            copy_labels = None
+        return FeatureCache(features, whole(self.labels), batch_size, copy_labels)
+
     def transform(self, model, *, directory=None, verbose="auto"):
         """A new cache of `model` run over these features, every copy in order.
 

@@ -19,17 +19,21 @@ interrupted phase of progressive unfreezing starts again from its beginning,
 and early stopping starts counting its patience afresh.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
 
 from keras_transfer import atomic_files as files
+from keras_transfer.distribute import sharding
+from keras_transfer.distribute.strategy import is_chief, worker_count, worker_index
 from keras_transfer.finetune.best_weights import BestWeights, StopWhenNotBest
 from keras_transfer.finetune.divergence import StopOnNaN
 from keras_transfer.finetune.epoch_log import EpochLogMixin
@@ -120,8 +124,10 @@ class _BackupAndRestore(keras.callbacks.BackupAndRestore):
     also cannot be left half-written.
     """
 
-    def __init__(self, backup_dir):
-        super().__init__(backup_dir)
+    def __init__(self, backup_dir, *, write=True):
+        # A reader (a non-chief worker) leaves the folder alone at the end too.
+        super().__init__(backup_dir, delete_checkpoint=write)
+        self.write = bool(write)
         self._state_path = os.path.join(backup_dir, "latest.state.npz")
 
     def on_train_begin(self, logs=None):
@@ -145,6 +151,8 @@ class _BackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model._initial_epoch = int(saved["epoch"])
 
     def _save_model(self):
+        if not self.write:
+            return
         variables = _state_variables(self.model)
         arrays = {f"v{index}": np.asarray(variable) for index, variable in enumerate(variables)}
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -164,12 +172,19 @@ def _state_variables(model, optimizer=True):
 
 
 class _Backup:
-    """What `fine_tune(backup_dir=...)` keeps to continue after an interruption (see the module's docstring)."""
+    """What `fine_tune(backup_dir=...)` keeps to continue after an interruption (see the module's docstring).
 
-    def __init__(self, folder, recipe):
+    Without `write` (a non-chief worker of multi-worker training) it reads
+    the chief's backup, which must be on a filesystem every worker sees,
+    and writes nothing.
+    """
+
+    def __init__(self, folder, recipe, *, write=True):
         self.folder = os.fspath(folder)
         self.recipe = _recipe_fingerprint(recipe)
-        os.makedirs(self.folder, exist_ok=True)
+        self.write = bool(write)
+        if write:
+            os.makedirs(self.folder, exist_ok=True)
         recipe_file = os.path.join(self.folder, "recipe.json")
         if os.path.isfile(recipe_file):
             with open(recipe_file) as file:
@@ -181,7 +196,7 @@ class _Backup:
                     f"backup_dir {self.folder!r} holds a run of another recipe (differing: {', '.join(differing)}): "
                     "give the same recipe to continue it, or another (or emptied) backup_dir to start again."
                 )
-        else:
+        elif write:
             files.write_json(self.recipe, recipe_file)
 
     def _path(self, name):
@@ -213,10 +228,12 @@ class _Backup:
         """The epoch log and Keras's `BackupAndRestore` of `phase` (the log first: an epoch logged
         but not backed up runs again, never the other way round); without `restore`, the log alone:
         an interrupted phase then starts again from its beginning."""
-        log = _EpochLog(self._path(f"{phase}.epochs.json"))
-        return log, [log, _BackupAndRestore(self._path(phase))] if restore else [log]
+        log = _EpochLog(self._path(f"{phase}.epochs.json"), write=self.write)
+        return log, [log, _BackupAndRestore(self._path(phase), write=self.write)] if restore else [log]
 
     def mark_finished(self, model, phase, log, seconds):
+        if not self.write:
+            return
         with files.atomic_path(self._path(f"{phase}.done.npz")) as temporary:
             with open(temporary, "wb") as file:
                 np.savez(file, *(np.asarray(variable) for variable in _state_variables(model, optimizer=False)))
@@ -299,16 +316,36 @@ def fine_tune(
     """Runs `recipe` on a `TransferModel`; see `TransferModel.fine_tune`."""
     # In the model's strategy: the models over cached features, their metrics and the optimizer's
     # variables are made here, and under MirroredStrategy they must be made in its scope.
-    with model.distribute_strategy.scope():
+    with model.distribute_strategy.scope(), _own_checkpoint_dir(model, checkpoint_dir) as checkpoint_dir:
         return _fine_tune(
             model, train, validation_data, recipe, checkpoint_dir, callbacks, batch_size, verbose, backup_dir
         )
 
 
+@contextlib.contextmanager
+def _own_checkpoint_dir(model, checkpoint_dir):
+    """`checkpoint_dir`, or in a non-chief worker of multi-worker training a scratch folder removed after.
+
+    Saving a model can make variables, and under MultiWorkerMirroredStrategy
+    every worker must make the same ones in the same order: the others save
+    as the chief does, where nobody reads it (as tf.keras's ModelCheckpoint did).
+    """
+    if checkpoint_dir is None or is_chief(model.distribute_strategy):
+        yield checkpoint_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="keras-transfer-worker-checkpoints-")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks, batch_size, verbose, backup_dir):
     model.check_data(train, validation_data)
     check_recipe_fits(model, recipe)
-    backup = _Backup(backup_dir, recipe) if backup_dir is not None else None
+    # In multi-worker training the chief alone writes; the others read its backup to resume alike.
+    chief = is_chief(model.distribute_strategy)
+    backup = _Backup(backup_dir, recipe, write=chief) if backup_dir is not None else None
     if recipe.lora_rank and not model.lora_layers:
         model.enable_lora(recipe.lora_rank)
     progressive = recipe.unfreeze if isinstance(recipe.unfreeze, ProgressiveUnfreezing) else None
@@ -334,7 +371,8 @@ def _fine_tune(model, train, validation_data, recipe, checkpoint_dir, callbacks,
     # The best validation epoch of either phase is the model fine_tune leaves.
     best = None
     if validation_data is not None:
-        best = BestWeights(model, os.path.join(os.fspath(backup_dir), "best.npz") if backup_dir is not None else None)
+        best_path = os.path.join(os.fspath(backup_dir), "best.npz") if backup_dir is not None else None
+        best = BestWeights(model, best_path, write=chief)
     # Fine-tuning goes on only while it beats every earlier epoch on validation.
     gate = StopWhenNotBest(best, recipe.finetune_patience) if best is not None and recipe.finetune_patience else None
     guards = {
@@ -567,13 +605,23 @@ class _Caches:
 
     def _run_over_data(self, extractor):
         """`compute(data, copies)`: `extractor` run over the data."""
-        return lambda data, copies: FeatureCache.compute(
-            extractor,
-            self.model.labelled_dataset(data, self.batch_size),
-            copies=copies,
-            directory=self.directory,
-            verbose=self.verbose,
-        )
+        strategy = self.model.distribute_strategy
+        workers = worker_count(strategy)
+
+        def compute(data, copies):
+            # In multi-worker training each worker runs the frozen layers over its share of the data; all
+            # then hold the whole cache (gathered), so the phases over it see what one process would.
+            if workers > 1 and isinstance(data, tuple):
+                data = self.model.labelled_dataset(data, self.batch_size)
+            if workers > 1:
+                data = sharding.for_worker(data, workers, worker_index(strategy))
+            batches = self.model.labelled_dataset(data, self.batch_size)
+            cache = FeatureCache.compute(
+                extractor, batches, copies=copies, directory=self.directory, verbose=self.verbose
+            )
+            return cache.gather_workers(strategy)
+
+        return compute
 
     def below_cut(self):
         if self._below_cut is None:
@@ -596,7 +644,7 @@ class _Caches:
             cache, part = self._head_features[1], self.model.head_model()
         else:
             return None
-        outputs = part.predict(np.asarray(cache.features[0], dtype="float32"), batch_size=cache.batch_size, verbose=0)
+        outputs = sharding.predict(part, np.asarray(cache.features[0], dtype="float32"), cache.batch_size)
         return cache.labels, outputs
 
     def head_features(self):
@@ -674,11 +722,13 @@ def _fit_on_cache(
     finished_epochs = max(0, resumed_epoch - initial_epoch)
     # The same optimizer and loss: the part's variables are the model's.
     part.compile(optimizer=model.optimizer, loss=model.loss, metrics=model.head.metrics())
+    strategy = model.distribute_strategy
     validation = validation_cache.validation_dataset(part_batch) if validation_cache else None
+    validation = None if validation is None else sharding.distribute(validation, strategy)
     if before_epochs is not None and not finished_epochs:  # a resumed phase restores its own weights
         before_epochs(part, train_cache, validation)
     history = part.fit(
-        train_cache.dataset(part_batch, seed=seed).skip(finished_epochs * steps),
+        sharding.distribute(train_cache.dataset(part_batch, seed=seed).skip(finished_epochs * steps), strategy),
         steps_per_epoch=steps,
         initial_epoch=initial_epoch,
         epochs=initial_epoch + epochs,

@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer import data as data_lib
+from keras_transfer.distribute import sharding
+from keras_transfer.distribute.keras_fixes import in_multi_worker_mode
 from keras_transfer.finetune import lora, two_phase
 from keras_transfer.finetune.freezing import freeze, parameter_counts, recompile, unfreeze
 from keras_transfer.finetune.optimizers import make_optimizer
@@ -484,7 +486,23 @@ class TransferModel(keras.Model):
         shuffle=True,
         **kwargs,
     ):
-        """`keras.Model.fit` that also takes raw inputs (e.g. sentences, as lists or string datasets)."""
+        """`keras.Model.fit` that also takes raw inputs (e.g. sentences, as lists or string datasets).
+
+        Under `MultiWorkerMirroredStrategy` each worker trains on its part of
+        every global batch (`keras_transfer.distribute.sharding`).
+        """
+        if in_multi_worker_mode(self.distribute_strategy):
+            if validation_split:
+                raise ValueError(
+                    "validation_split is not available in multi-worker training (every worker would hold out its "
+                    "own rows): split the data first and pass validation_data."
+                )
+            x = self._worker_batches(x, y, batch_size=batch_size, shuffle=shuffle, training=True)
+            if validation_data is not None:
+                validation_data = self._worker_batches(*_as_tuple(validation_data))
+            return super().fit(
+                x, epochs=epochs, verbose=verbose, callbacks=callbacks, validation_data=validation_data, **kwargs
+            )
         batches = self._graph_batches(x, y, batch_size=batch_size, shuffle=shuffle, training=True)
         if batches is not None:
             # The dataset is batched and shuffled already.
@@ -502,6 +520,19 @@ class TransferModel(keras.Model):
             **kwargs,
         )
 
+    def _worker_batches(self, x, y=None, sample_weight=None, *, batch_size=None, shuffle=False, training=False):
+        """`x` as the distributed dataset of each worker's graph-input batches (split before preprocessing)."""
+        if isinstance(x, tf.distribute.DistributedDataset):  # fit's own validation pass: split already
+            return x
+        if not isinstance(x, tf.data.Dataset):
+            x = sharding.array_batches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
+
+        def graph_batches(part):
+            converted = self._graph_batches(part, training=training)
+            return part if converted is None else converted
+
+        return sharding.distribute(x, self.distribute_strategy, graph_batches, key=(id(self), training))
+
     def _validation_batches(self, data):
         if isinstance(data, tuple):
             converted = self._graph_batches(*data)
@@ -510,21 +541,31 @@ class TransferModel(keras.Model):
         return data if converted is None else converted
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
-        """`keras.Model.evaluate` that also takes raw inputs."""
+        """`keras.Model.evaluate` that also takes raw inputs; under multi-worker training, each worker its part."""
+        if in_multi_worker_mode(self.distribute_strategy):
+            return super().evaluate(self._worker_batches(x, y, batch_size=batch_size), *args, **kwargs)
         batches = self._graph_batches(x, y, batch_size=batch_size)
         if batches is not None:
             x, y, batch_size = batches, None, None
         return super().evaluate(x, y, batch_size, *args, **kwargs)
 
     def predict(self, x, batch_size=None, *args, **kwargs):
-        """`keras.Model.predict` that also takes raw inputs."""
+        """`keras.Model.predict` that also takes raw inputs.
+
+        Under multi-worker training each worker computes every row itself
+        (`sharding.predict_locally`): rows in order, no other worker needed.
+        """
         batches = self._graph_batches(x, batch_size=batch_size)
         if batches is not None:
             x, batch_size = batches, None
+        if in_multi_worker_mode(self.distribute_strategy):
+            return sharding.predict_locally(self, x, batch_size)
         return super().predict(x, batch_size, *args, **kwargs)
 
     def predict_on_batch(self, x):
-        """`keras.Model.predict_on_batch` that also takes raw inputs."""
+        """`keras.Model.predict_on_batch` that also takes raw inputs (computed locally in multi-worker training)."""
+        if in_multi_worker_mode(self.distribute_strategy):
+            return sharding.predict_locally(self, [self.model_inputs(x)])
         return super().predict_on_batch(self.model_inputs(x))
 
     # The evaluation and export functions as methods (the module functions stay).
@@ -615,3 +656,8 @@ def resolve_head(head, num_classes, class_names):
             raise ValueError("Pass num_classes (or class_names, or a head) to size the head.")
         head = Head.multiclass(num_classes)
     return head, class_names
+
+
+def _as_tuple(data):
+    """`validation_data` as `(x, y, sample_weight)` arguments: a tuple of arrays spread out, a dataset alone."""
+    return data if isinstance(data, tuple) else (data,)
