@@ -32,6 +32,7 @@ EXTRAS = {
     "tensorflow_model_optimization": ("tensorflow-model-optimization", "tfmot"),
     "tf_keras": ("tf-keras", "tfmot"),
     "tensorflow_datasets": ("tensorflow-datasets", "tfds"),
+    "litert_quantizer": ("litert-quantizer", "quantizer"),
 }
 
 

@@ -2,6 +2,7 @@
 
 import doctest
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -453,25 +454,35 @@ def test_docstring_examples(tmp_path, monkeypatch):
 # --- choosing within an accuracy budget ---------------------------------------------------
 
 
-def test_budget_picks_the_smallest_export_within_the_drop(tmp_path):
+@pytest.mark.parametrize(
+    "candidates, smallest",
+    [
+        (("float16", "int8", "none"), "int8"),
+        # The LiteRT Quantizer's recipes compete too.
+        (("dynamic", "dynamic_wi4_afp32", "static_wi8_ai8"), "dynamic_wi4_afp32"),
+    ],
+)
+def test_budget_picks_the_smallest_export_within_the_drop(tmp_path, candidates, smallest):
     model = tiny_classifier(3)
     dataset, images, labels = image_dataset(24, num_classes=3, batch_size=8)
     path = tmp_path / "chosen.tflite"
-    choice = ex.export_within_budget(
-        model,
-        path,
-        (images, labels),
-        max_accuracy_drop=0.5,
-        representative_data=dataset,
-        num_samples=12,
-        candidates=("float16", "int8", "none"),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a candidate's check never warns: the explanation reports it
+        choice = ex.export_within_budget(
+            model,
+            path,
+            (images, labels),
+            max_accuracy_drop=0.5,
+            representative_data=dataset,
+            num_samples=12,
+            candidates=candidates,
+        )
     sizes = {candidate.quantization: candidate.size_bytes for candidate in choice.candidates}
-    assert choice.chosen == min(sizes, key=sizes.get) == "int8"
-    assert choice.result.path == str(path) and os.path.getsize(path) == sizes["int8"]
-    assert ex.read_metadata(path)["quantization"]["mode"] == "int8"
+    assert choice.chosen == min(sizes, key=sizes.get) == smallest
+    assert choice.result.path == str(path) and os.path.getsize(path) == sizes[smallest]
+    assert ex.read_metadata(path)["quantization"]["mode"] == smallest
     assert sorted(os.listdir(tmp_path)) == ["chosen.tflite", "chosen.tflite.json"]  # no leftovers
-    assert "chose int8" in choice.explanation() and "float16" in choice.explanation()
+    assert f"chose {smallest}" in choice.explanation() and candidates[0] in choice.explanation()
     with pytest.raises(FileExistsError):
         ex.export_within_budget(model, path, (images, labels))
 

@@ -184,5 +184,5 @@ def test_extras_in_setup_cfg_install_what_the_errors_name():
     for package, extra in EXTRAS.values():
         assert package not in base, f"{package} is an extra's, not the base install's"
         assert package in extras[extra] and package in extras["all"] and package in extras["dev"], package
-    assert extras["all"] == extras["text"] | extras["tfmot"] | extras["tfds"]
+    assert extras["all"] == extras["text"] | extras["tfmot"] | extras["tfds"] | extras["quantizer"]
     assert extras["all"] <= extras["dev"] and {"pytest", "ruff"} <= extras["dev"]

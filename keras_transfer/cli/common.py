@@ -612,6 +612,7 @@ def runtime_summary(model, path):
 
 def _litert_quantization_words(quantization, text=False):
     """E.g. "int8 weights and activations, float32 input/output" for `LiteRTModel.quantization`."""
+    quantization = {**quantization, "mode": quantization["mode"] or ""}
     weights, activations = quantization["weights"], quantization["activations"]
     if weights is None:
         words = "quantization unknown"
@@ -619,8 +620,10 @@ def _litert_quantization_words(quantization, text=False):
         words = f"{weights} weights and activations"
     else:
         words = f"{weights} weights, {activations} activations"
-    if quantization["mode"] == "dynamic":
+    if quantization["mode"] == "dynamic" or quantization["mode"].startswith("dynamic_"):
         words = f"dynamic range: {words}"
+    elif quantization["mode"].startswith("weight_only_"):
+        words = f"weight-only: {words}"
     if quantization["source"] == "tensors" and weights is not None:
         words += " (read from its tensors)"
     inputs, outputs = "/".join(quantization["inputs"]), "/".join(quantization["outputs"])

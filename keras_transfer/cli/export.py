@@ -46,14 +46,16 @@ def add_parser(subparsers):
         "--quantize",
         default=default(_EXPORT, "export", "quantization"),
         choices=constant(_QUANTIZATION, "QUANTIZATION_MODES"),
+        metavar="MODE",
         help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
-        "(full integer, calibrated on --representative-data) (default: "
-        f"{default(_EXPORT, 'export', 'quantization')})",
+        "(full integer, calibrated on --representative-data), by the TFLite converter; or a LiteRT Quantizer "
+        f"recipe: {', '.join(constant(_QUANTIZATION, 'QUANTIZER_RECIPES'))} (wi4: int4 weights; static ones "
+        f"calibrate on --representative-data) (default: {default(_EXPORT, 'export', 'quantization')})",
     )
     parser.add_argument(
         "--representative-data",
         metavar="DIR",
-        help="calibration data for int8: training images (one sub-folder per "
+        help="calibration data for int8 and the static recipes: training images (one sub-folder per "
         "class), or a CSV/TSV file for a text model; drawn across all classes "
         "(with --max-accuracy-drop and no DIR, int8 calibrates on --eval-data)",
     )
@@ -93,8 +95,11 @@ def _check_options(args):
         raise CommandError(f"--output {args.output!r}: a TFLite file name must end with .tflite.")
     if args.format == "saved_model" and (args.quantize != unquantized or args.max_accuracy_drop is not None):
         raise CommandError("--quantize and --max-accuracy-drop apply to --format tflite.")
-    if args.quantize == "int8" and args.representative_data is None and args.max_accuracy_drop is None:
-        raise CommandError("--quantize int8 needs --representative-data (training images, across all classes).")
+    calibrated = args.quantize in constant(_QUANTIZATION, "CALIBRATED_MODES")
+    if calibrated and args.representative_data is None and args.max_accuracy_drop is None:
+        raise CommandError(
+            f"--quantize {args.quantize} needs --representative-data (training images, across all classes)."
+        )
     if args.io_dtype != default(_QUANTIZATION, "Quantization.int8", "io_dtype") and args.quantize != "int8":
         raise CommandError("--io-dtype int8/uint8 needs --quantize int8.")
     if args.max_accuracy_drop is not None and args.eval_data is None:
@@ -141,8 +146,8 @@ def run(args):
             candidates = [dataclasses.asdict(candidate) for candidate in choice.candidates]
             print(choice.explanation())
         else:
-            quantization = args.quantize
-            if quantization == "int8":
+            quantization = Quantization.calibrated(args.quantize, representative, args.num_samples)
+            if args.quantize == "int8":
                 quantization = Quantization.int8(representative, args.num_samples, io_dtype=args.io_dtype)
             check_data = eval_data if eval_data is not None else representative
             result = export_model(

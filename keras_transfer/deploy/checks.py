@@ -39,6 +39,30 @@ class ExportCheck:
     accuracy_keras: float | None = None
     accuracy_exported: float | None = None
 
+    def problem(self, what="The export"):
+        """What is wrong with an export that broke the model (classes agree on under `MIN_AGREEMENT` of the
+        rows, or accuracy fell more than `MAX_ACCURACY_DROP`), or None."""
+        if self.top1_agreement is None:
+            return None
+        drop = None
+        if self.accuracy_keras is not None and self.accuracy_exported is not None:
+            drop = self.accuracy_keras - self.accuracy_exported
+        if self.top1_agreement >= MIN_AGREEMENT and (drop is None or drop <= MAX_ACCURACY_DROP):
+            return None
+        accuracies = (
+            f", accuracy {self.accuracy_exported:.3f} against {self.accuracy_keras:.3f}" if drop is not None else ""
+        )
+        return (
+            f"{what} agrees with the Keras model on only {self.top1_agreement:.1%} of {self.num_examples} "
+            f"examples{accuracies}: it breaks this model. Keep the Keras model, or choose another quantization."
+        )
+
+
+# Below these an export counts as broken (`ExportCheck.problem`): quantization that costs a point or two of
+# agreement is ordinary; one that loses a tenth of the answers is not a trade-off but a failure.
+MIN_AGREEMENT = 0.9
+MAX_ACCURACY_DROP = 0.1
+
 
 def check_export(path_or_interpreter, model, inputs, *, labels=None, max_examples=None, batch_size=32, head=None):
     """Runs the exported model and the Keras model on `inputs` and compares them.

@@ -15,6 +15,9 @@ An engine is the converter that writes the file (see `Engine`):
 - `"tf_keras"`: TFLiteConverter on a tf_keras model, such as the ones TF-MOT
   makes (`keras_transfer.deploy.tfmot.optimize.OptimizedModel`, whose
   `to_tflite` calls `export`); the default for those.
+- `"litert_quantizer"`: the float file Keras writes, quantized by the LiteRT
+  Quantizer with one of its recipes (`Quantization.litert(...)`, e.g.
+  `"dynamic_wi4_afp32"`); the default for those recipes.
 
 Every file and folder is written atomically (temporary, then renamed), and
 nothing that exists is replaced unless `overwrite=True`: a `.tflite` file,
@@ -50,6 +53,7 @@ from keras_transfer.deploy.metadata import (
     read_metadata,
 )
 from keras_transfer.deploy.quantization import (
+    QUANTIZER_RECIPES,
     Quantization,
     keras_quantize,
     keras_quantized_layers,
@@ -86,6 +90,11 @@ class ExportResult:
     size_bytes: int
     metadata_path: str
     check: ExportCheck | None = None
+
+    @property
+    def problem(self):
+        """Why the export broke the model (its check says so), or None: `ExportCheck.problem`."""
+        return None if self.check is None else self.check.problem(f"The {self.quantization['mode']} export")
 
 
 def export(
@@ -152,11 +161,11 @@ def export(
     if format == "tflite" and not path.endswith(".tflite"):
         raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
     quantization = Quantization.get(quantization)
-    if quantization.mode == "int8" and hasattr(model, "model_inputs"):
+    if quantization.representative_data is not None and hasattr(model, "model_inputs"):
         # Raw samples (a text model's sentences) calibrate as the graph's inputs (token ids).
         representative = model.model_inputs(quantization.representative_data)
         quantization = dataclasses.replace(quantization, representative_data=representative)
-    engine = _engine(engine, model)
+    engine = _engine(engine, model, quantization)
     engine.refuse(model, format, quantization)
     if format == "tflite":
         sequence_length = sequence_length or getattr(model, "sequence_length", None)
@@ -196,7 +205,7 @@ def export(
         check = check_export(
             path, graph, check_data, head=getattr(model, "head", None), max_examples=max_check_examples
         )
-    return ExportResult(
+    result = ExportResult(
         path=path,
         format=format,
         quantization=quantization.get_config(),
@@ -204,11 +213,14 @@ def export(
         metadata_path=metadata_path(path),
         check=check,
     )
+    if result.problem:
+        warnings.warn(result.problem, stacklevel=2)
+    return result
 
 
 # --------------------------------------------------------------------------
-# Engines. A new one (e.g. the LiteRT Quantizer) is a subclass of `Engine`
-# with its `name`, `formats` and `write`, added to `ENGINES`.
+# Engines. A new one is a subclass of `Engine` with its `name`, `formats` and
+# `write`, added to `ENGINES`.
 
 
 class Engine(abc.ABC):
@@ -267,6 +279,32 @@ class KerasEngine(Engine):
             model.export(path, format="litert", input_signature=signature, verbose=False, **options)
 
 
+class LiteRTQuantizerEngine(Engine):
+    """The LiteRT Quantizer's recipes (`deploy.litert_quantizer`) on the float file Keras writes."""
+
+    name = "litert_quantizer"
+    formats = ("tflite",)
+
+    def refuse(self, model, format, quantization):
+        super().refuse(model, format, quantization)
+        if quantization.engine != self.name:
+            raise ValueError(
+                f"The {self.name!r} engine applies LiteRT Quantizer recipes ({', '.join(QUANTIZER_RECIPES)}), "
+                f"not {quantization.mode!r}: leave engine unset for the TFLite converter's modes."
+            )
+        KerasEngine().refuse(model, format, Quantization.none())
+
+    def write(self, model, path, *, format, signature, quantization):
+        from keras_transfer.deploy.litert_quantizer import quantize_file
+
+        float_path = path + ".float.tflite"
+        KerasEngine().write(model, float_path, format=format, signature=signature, quantization=Quantization.none())
+        try:
+            quantize_file(float_path, path, quantization, _input_dtypes(signature))
+        finally:
+            os.remove(float_path)
+
+
 class TFKerasEngine(Engine):
     """TFLiteConverter on a tf_keras model (TF-MOT's quantization-aware, pruned or clustered models).
 
@@ -297,7 +335,7 @@ class TFKerasEngine(Engine):
             file.write(flatbuffer)
 
 
-ENGINES = {engine.name: engine for engine in (KerasEngine(), TFKerasEngine())}
+ENGINES = {engine.name: engine for engine in (KerasEngine(), TFKerasEngine(), LiteRTQuantizerEngine())}
 
 
 def refuse_foreign_files(path):
@@ -319,9 +357,11 @@ def refuse_foreign_files(path):
         )
 
 
-def _engine(engine, model):
+def _engine(engine, model, quantization):
     if isinstance(engine, Engine):
         return engine
+    if engine is None and quantization.engine is not None:
+        engine = quantization.engine
     if engine is None:
         tf_keras_model = _is_tf_keras(model) or _is_tf_keras(getattr(model, "model", None))
         engine = TFKerasEngine.name if tf_keras_model else KerasEngine.name

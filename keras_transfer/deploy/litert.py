@@ -34,6 +34,13 @@ _QUANTIZATION_DTYPES = {
     "dynamic": ("int8", "float32"),
     "float16": ("float16", "float32"),
     "int8": ("int8", "int8"),
+    # The LiteRT Quantizer's recipes (`deploy.quantization.QUANTIZER_RECIPES`).
+    "weight_only_wi8_afp32": ("int8", "float32"),
+    "weight_only_wi4_afp32": ("int4", "float32"),
+    "dynamic_wi8_afp32": ("int8", "float32"),
+    "dynamic_wi4_afp32": ("int4", "float32"),
+    "static_wi8_ai8": ("int8", "int8"),
+    "static_wi8_ai16": ("int8", "int16"),
 }
 
 
@@ -149,8 +156,8 @@ class LiteRTModel:
     def quantization(self):
         """What the file was quantized to: `{"mode", "weights", "activations", "inputs", "outputs", "source"}`.
 
-        `mode` is the export metadata's (`none`, `dynamic`, `float16` or
-        `int8`; `source` "metadata") or, when the metadata does not say, read
+        `mode` is the export metadata's (`none`, `dynamic`, `float16`,
+        `int8` or a LiteRT Quantizer recipe; `source` "metadata") or, when the metadata does not say, read
         from the dtypes of the file's tensors (`source` "tensors"; None when
         it cannot be read). `weights` and `activations` are the dtypes of
         the constant tensors and of the computed ones; `inputs` and `outputs`

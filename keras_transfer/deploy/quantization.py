@@ -20,7 +20,21 @@ import tensorflow as tf
 from keras_transfer.deploy import litert
 from keras_transfer.deploy.arrays import iterate_batches
 
-QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8")
+# The TFLite converter's modes (the "keras" engine) and the LiteRT Quantizer's recipes, by their names
+# there (the "litert_quantizer" engine): weights int8/int4, per channel; activations float (weight-only:
+# dequantized before each op; dynamic: quantized on the fly) or calibrated int8/int16 (static).
+CONVERTER_MODES = ("none", "dynamic", "float16", "int8")
+QUANTIZER_RECIPES = (
+    "weight_only_wi8_afp32",
+    "weight_only_wi4_afp32",
+    "dynamic_wi8_afp32",
+    "dynamic_wi4_afp32",
+    "static_wi8_ai8",
+    "static_wi8_ai16",
+)
+QUANTIZATION_MODES = (*CONVERTER_MODES, *QUANTIZER_RECIPES)
+# Modes whose activation ranges are calibrated on representative data.
+CALIBRATED_MODES = ("int8", "static_wi8_ai8", "static_wi8_ai16")
 IO_DTYPES = ("float32", "int8", "uint8")
 
 
@@ -38,9 +52,14 @@ class Quantization:
       `io_dtype="float32"` inputs and outputs stay float, so the model is
       called like the others; `"int8"` or `"uint8"` makes them integers too,
       as integer-only accelerators (Edge TPU, many NPUs) need.
+    - `Quantization.litert(recipe, representative_data=None, num_samples=100)`:
+      a LiteRT Quantizer recipe (`QUANTIZER_RECIPES`: int8 or int4 weights,
+      weight-only or dynamic; static int8 weights with int8 or int16
+      activations, calibrated like int8), written by the `"litert_quantizer"`
+      export engine.
 
-    The strings `"none"`, `"dynamic"` and `"float16"` are accepted wherever
-    a `Quantization` is.
+    The strings `"none"`, `"dynamic"`, `"float16"` and the uncalibrated
+    recipes are accepted wherever a `Quantization` is.
 
     Example:
     >>> Quantization.get("dynamic") == Quantization.dynamic()
@@ -60,9 +79,10 @@ class Quantization:
     def __post_init__(self):
         if self.mode not in QUANTIZATION_MODES:
             raise ValueError(f"Unknown quantization {self.mode!r}; valid ones are {', '.join(QUANTIZATION_MODES)}.")
-        if self.mode == "int8" and self.representative_data is None:
+        if self.mode in CALIBRATED_MODES and self.representative_data is None:
+            make = "int8(" if self.mode == "int8" else f"litert({self.mode!r}, "
             raise ValueError(
-                "int8 quantization needs representative_data: Quantization.int8(dataset, num_samples=100)."
+                f"{self.mode} quantization needs representative_data: Quantization.{make}dataset, num_samples=100)."
             )
         if self.io_dtype not in IO_DTYPES:
             raise ValueError(f"io_dtype must be one of {', '.join(IO_DTYPES)}, got {self.io_dtype!r}.")
@@ -98,6 +118,41 @@ class Quantization:
         return cls("int8", representative_data, int(num_samples), seed, io_dtype)
 
     @classmethod
+    def litert(cls, recipe, representative_data=None, num_samples=100, *, seed=0):
+        """A LiteRT Quantizer recipe (one of `QUANTIZER_RECIPES`); the static ones calibrate on
+        `num_samples` examples of `representative_data`, drawn across all classes as for int8."""
+        if recipe not in QUANTIZER_RECIPES:
+            raise ValueError(
+                f"Unknown LiteRT Quantizer recipe {recipe!r}; valid ones are {', '.join(QUANTIZER_RECIPES)}."
+            )
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+        return cls(recipe, representative_data, int(num_samples), seed)
+
+    @classmethod
+    def calibrated(cls, mode, representative_data, num_samples=100, *, seed=0):
+        """The `Quantization` of any mode name, calibrated on `representative_data` where the mode needs it."""
+        if mode == "int8":
+            return cls.int8(representative_data, num_samples, seed=seed)
+        if mode in QUANTIZER_RECIPES:
+            data = representative_data if mode in CALIBRATED_MODES else None
+            return cls.litert(mode, data, num_samples, seed=seed)
+        return cls.get(mode)
+
+    @property
+    def engine(self):
+        """The export engine that writes this quantization: `"litert_quantizer"` for its recipes, else None
+        (the model's own: the TFLite converter)."""
+        return "litert_quantizer" if self.mode in QUANTIZER_RECIPES else None
+
+    def calibration_samples(self):
+        """The examples that calibrate the activation ranges, drawn across all classes (and counted)."""
+        samples = representative_samples(self.representative_data, self.num_samples, seed=self.seed)
+        # A record of this conversion, not part of the (frozen) value: compare=False.
+        object.__setattr__(self, "calibration_examples", len(samples))
+        return samples
+
+    @classmethod
     def get(cls, value):
         """A `Quantization` from itself, a mode name or None (float32)."""
         if value is None:
@@ -105,16 +160,17 @@ class Quantization:
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
-            if value == "int8":
+            if value in CALIBRATED_MODES:
+                make = "int8(" if value == "int8" else f"litert({value!r}, "
                 raise ValueError(
-                    "int8 quantization needs representative data: pass "
-                    "Quantization.int8(dataset, num_samples=100), not the string 'int8'."
+                    f"{value} quantization needs representative data: pass "
+                    f"Quantization.{make}dataset, num_samples=100), not the string {value!r}."
                 )
             return cls(value)
         raise TypeError(f"quantization must be a Quantization or a mode name, not {value!r}.")
 
     def get_config(self):
-        if self.mode == "int8":
+        if self.mode in CALIBRATED_MODES:
             config = {"mode": self.mode, "num_samples": self.num_samples, "seed": self.seed, "io_dtype": self.io_dtype}
             if self.calibration_examples is not None:
                 config["calibration_examples"] = self.calibration_examples
@@ -132,6 +188,8 @@ class Quantization:
         Args:
             input_dtypes: `{input name: numpy dtype}` of the exported signature.
         """
+        if self.mode not in CONVERTER_MODES:
+            raise ValueError(f"{self.mode} is a LiteRT Quantizer recipe: the TFLite converter does not write it.")
         # Builtin ops only: the LiteRT interpreter has no Flex delegate, so a
         # model needing select TF ops must fail here, not later on a device.
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if self.mode == "int8" else tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -142,9 +200,7 @@ class Quantization:
         if self.mode == "float16":
             options["target_spec"]["supported_types"] = [tf.float16]
         if self.mode == "int8":
-            samples = representative_samples(self.representative_data, self.num_samples, seed=self.seed)
-            # A record of this conversion, not part of the (frozen) value: compare=False.
-            object.__setattr__(self, "calibration_examples", len(samples))
+            samples = self.calibration_samples()
             options["representative_dataset"] = lambda: (
                 {
                     name: value.astype(input_dtypes[name])
