@@ -23,6 +23,7 @@ from keras_transfer.deploy.checks import ExportCheck, check_export
 from keras_transfer.deploy.export import ExportResult
 from keras_transfer.deploy.export import export as export_model
 from keras_transfer.deploy.litert import LiteRTModel
+from keras_transfer.deploy.mixed_precision import MixedPrecisionChoice, export_mixed_precision
 from keras_transfer.deploy.quantization import Quantization, keras_quantize
 from keras_transfer.deploy.reports import ModelReport, measure_export
 from keras_transfer.deploy.tfmot.bridge import Bridge, to_tf_keras

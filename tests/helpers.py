@@ -49,6 +49,16 @@ def image_dataset(n=16, size=32, num_classes=2, class_names=None, batch_size=8, 
     return dataset, images, labels
 
 
+def trained_tiny_classifier():
+    """A two-class `tiny_classifier` trained two epochs on brightness-separated images: `(model, dataset,
+    images, labels)` of 48 examples, for the export tests that need a model that tells classes apart."""
+    model = tiny_classifier(2, class_names=["dark", "bright"])
+    dataset, images, labels = image_dataset(48, num_classes=2, batch_size=8)
+    model.compile()
+    model.fit(images, labels, epochs=2, verbose=0)
+    return model, dataset, images, labels
+
+
 def weights_by_layer(model):
     """`{layer name: [arrays]}` for the layers of `model` that hold weights."""
     return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}

@@ -136,6 +136,8 @@ SOURCE_CONSTANTS = [
     ("keras_transfer.deploy.export", "FORMATS"),
     ("keras_transfer.deploy.quantization", "QUANTIZATION_MODES"),
     ("keras_transfer.deploy.quantization", "IO_DTYPES"),
+    ("keras_transfer.deploy.quantization", "QUANTIZER_RECIPES"),
+    ("keras_transfer.deploy.quantization", "CALIBRATED_MODES"),
     ("keras_transfer.deploy.tfmot.optimize", "METHODS"),
     ("keras_transfer.zeroshot.prompts", "DEFAULT_TEMPLATE"),
     ("keras_transfer.adaptation.methods", "METHODS"),

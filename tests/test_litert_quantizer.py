@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import image_dataset, tiny_classifier
+from helpers import trained_tiny_classifier
 
 import keras_transfer as kt
 from keras_transfer.cli import EXIT_BAD_INPUT, main
@@ -22,12 +22,7 @@ def recipe_dtypes(recipe):
 
 @pytest.fixture(scope="module")
 def trained():
-    """A tiny classifier trained one epoch on brightness-separated images, and its data."""
-    model = tiny_classifier(2, class_names=["dark", "bright"])
-    dataset, images, labels = image_dataset(32, num_classes=2, batch_size=8)
-    model.compile()
-    model.fit(images, labels, epochs=1, verbose=0)
-    return model, dataset, images, labels
+    return trained_tiny_classifier()
 
 
 def test_recipes_are_quantization_modes_with_their_engine():

@@ -46,7 +46,6 @@ def add_parser(subparsers):
         "--quantize",
         default=default(_EXPORT, "export", "quantization"),
         choices=constant(_QUANTIZATION, "QUANTIZATION_MODES"),
-        metavar="MODE",
         help="tflite only: none (float32), dynamic (int8 weights), float16, or int8 "
         "(full integer, calibrated on --representative-data), by the TFLite converter; or a LiteRT Quantizer "
         f"recipe: {', '.join(constant(_QUANTIZATION, 'QUANTIZER_RECIPES'))} (wi4: int4 weights; static ones "

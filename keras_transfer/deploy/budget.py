@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 BUDGET_CANDIDATES = ("int8", "dynamic", "float16", "none")
+# Weight-only int8 with as many layers at int4 as the budget allows (`mixed_precision`): a search of its own.
+MIXED_CANDIDATE = "mixed"
 
 
 @dataclasses.dataclass
@@ -76,7 +78,9 @@ def export_within_budget(
         representative_data: calibration data for int8 (defaults to `eval_data`;
             pass training data to keep evaluation honest).
         num_samples: int8 calibration examples.
-        candidates: quantization modes to try.
+        candidates: quantization modes to try, and `"mixed"` (the `quantizer` extra) for int8 with int4
+            where the budget allows (`mixed_precision.export_mixed_precision`, its layers chosen on
+            `eval_data`; one search per int4-capable layer, so not among the defaults yet).
 
     Returns:
         A `BudgetChoice`; `.explanation()` says what each candidate scored.
@@ -86,9 +90,12 @@ def export_within_budget(
         raise ValueError(f"A LiteRT file name must end with '.tflite', got {path!r}.")
     if not 0 <= max_accuracy_drop < 1:
         raise ValueError(f"max_accuracy_drop must be in [0, 1), got {max_accuracy_drop}.")
-    unknown = [mode for mode in candidates if mode not in QUANTIZATION_MODES]
+    candidates = tuple(candidates)
+    unknown = [mode for mode in candidates if mode not in (*QUANTIZATION_MODES, MIXED_CANDIDATE)]
     if unknown or not candidates:
-        raise ValueError(f"Unknown candidates {unknown}; choose from {', '.join(QUANTIZATION_MODES)}.")
+        raise ValueError(
+            f"Unknown candidates {unknown}; choose from {', '.join((*QUANTIZATION_MODES, MIXED_CANDIDATE))}."
+        )
     files.refuse_to_overwrite([path, metadata_path(path), assets_path(path)], overwrite)
     calibration = eval_data if representative_data is None else representative_data
     from keras_transfer.deploy.export import export  # export.py offers this function too
@@ -102,14 +109,22 @@ def export_within_budget(
             candidate_path = os.path.join(folder, mode, os.path.basename(path))
             with warnings.catch_warnings():  # a candidate that breaks the model is reported below, as over budget
                 warnings.filterwarnings("ignore", message=".* agrees with the Keras model on only")
-                result = export(
-                    model,
-                    candidate_path,
-                    quantization=Quantization.calibrated(mode, calibration, num_samples),
-                    check_data=eval_data,
-                    metadata=metadata,
-                    sequence_length=sequence_length,
-                )
+                if mode == MIXED_CANDIDATE:
+                    from keras_transfer.deploy.mixed_precision import export_mixed_precision
+
+                    mixed = export_mixed_precision(
+                        model, candidate_path, eval_data, max_accuracy_drop=max_accuracy_drop, metadata=metadata
+                    )
+                    result = mixed.result
+                else:
+                    result = export(
+                        model,
+                        candidate_path,
+                        quantization=Quantization.calibrated(mode, calibration, num_samples),
+                        check_data=eval_data,
+                        metadata=metadata,
+                        sequence_length=sequence_length,
+                    )
             check = result.check
             if check.accuracy_exported is None:
                 raise ValueError("export_within_budget needs labelled classification data as eval_data.")
@@ -124,7 +139,12 @@ def export_within_budget(
                     drop,
                     within,
                     f"{result.size_bytes / 1e6:.2f} MB, accuracy {check.accuracy_exported:.4f} vs Keras "
-                    f"{check.accuracy_keras:.4f} (drop {drop:+.4f}: {'within' if within else 'over'} budget)",
+                    f"{check.accuracy_keras:.4f} (drop {drop:+.4f}: {'within' if within else 'over'} budget)"
+                    + (
+                        f"; {len(mixed.int4_layers)} of {len(mixed.sensitivities)} int4-capable layers at int4"
+                        if mode == MIXED_CANDIDATE
+                        else ""
+                    ),
                 )
             )
             results[mode] = result

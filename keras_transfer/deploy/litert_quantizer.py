@@ -10,8 +10,12 @@ writes the float file with Keras, quantizes it here, and checks the result in
 the LiteRT interpreter like any export.
 """
 
+import dataclasses
 import os
+import re
 import warnings
+
+import numpy as np
 
 from keras_transfer.deploy import litert
 from keras_transfer.errors import import_extra
@@ -19,6 +23,62 @@ from keras_transfer.quiet import native_output_silenced
 
 # The TFLite signature every export has (`deploy.signatures`).
 SIGNATURE_KEY = "serving_default"
+# Ops whose constant weights the quantizer can store in int4 (its policy: no int4 depthwise convolution).
+INT4_OPS = ("CONV_2D", "FULLY_CONNECTED", "EMBEDDING_LOOKUP")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizableLayer:
+    """An op with constant weights in a float `.tflite`: its scope (how recipes name it), op and weight count."""
+
+    scope: str
+    op: str
+    parameters: int
+
+    @property
+    def int4_capable(self):
+        return self.op in INT4_OPS
+
+
+def quantizable_layers(float_path):
+    """The ops of `float_path` with constant weights, in graph order.
+
+    A scope is the op's output tensor names joined by ";" with a ";" after
+    them, as the quantizer names ops; `scope_pattern` matches exactly one.
+    """
+    interpreter = litert.interpreter_class()(model_path=os.fspath(float_path))
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    computed = {int(index) for op in ops for index in op["outputs"]}
+    layers = []
+    for op in ops:
+        weights = [int(index) for index in op["inputs"][1:2] if index >= 0 and int(index) not in computed]
+        if op["op_name"] not in (*INT4_OPS, "DEPTHWISE_CONV_2D", "BATCH_MATMUL") or not weights:
+            continue
+        names = [tensors[int(index)]["name"] for index in op["outputs"] if index >= 0]
+        parameters = int(np.prod(tensors[weights[0]]["shape"]))
+        layers.append(QuantizableLayer(";".join(names) + ";", op["op_name"], parameters))
+    return layers
+
+
+def scope_pattern(scope):
+    """The recipe regex matching the op of `scope` alone."""
+    return "^" + re.escape(scope)
+
+
+def _recipe(quantization):
+    """The quantizer's recipe for `quantization`: a named recipe, or weight-only int8 with int4 layers (mixed)."""
+    from litert_quantizer import qtyping, recipe_manager
+    from litert_quantizer import recipe as recipes
+
+    if quantization.int4_layers or quantization.mode.startswith("weight_only_mixed"):
+        manager = recipe_manager.RecipeManager()
+        every_op = qtyping.TFLOperationName.ALL_SUPPORTED
+        manager.add_weight_only_config(".*", every_op, 8)
+        for scope in quantization.int4_layers:  # later configs win; an op without int4 keeps int8
+            manager.add_weight_only_config(scope_pattern(scope), every_op, 4)
+        return manager.get_quantization_recipe()
+    return getattr(recipes, quantization.mode)()
 
 
 def quantize_file(float_path, path, quantization, input_dtypes):
@@ -32,9 +92,8 @@ def quantize_file(float_path, path, quantization, input_dtypes):
     """
     import_extra("litert_quantizer", f"the {quantization.mode} export (LiteRT Quantizer)")
     from litert_quantizer import quantizer as quantizer_lib
-    from litert_quantizer import recipe as recipes
 
-    quantizer = quantizer_lib.Quantizer(os.fspath(float_path), getattr(recipes, quantization.mode)())
+    quantizer = quantizer_lib.Quantizer(os.fspath(float_path), _recipe(quantization))
     with warnings.catch_warnings(), native_output_silenced():
         # Calibration keeps every tensor of the interpreter (its warning says so) and draws a progress bar.
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")

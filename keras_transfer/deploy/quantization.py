@@ -33,6 +33,9 @@ QUANTIZER_RECIPES = (
     "static_wi8_ai16",
 )
 QUANTIZATION_MODES = (*CONVERTER_MODES, *QUANTIZER_RECIPES)
+# Weight-only int8, with int4 on chosen layers (`Quantization.mixed`, `deploy.mixed_precision`): made by a
+# search, not named on the command line.
+MIXED_MODE = "weight_only_mixed_wi4_wi8"
 # Modes whose activation ranges are calibrated on representative data.
 CALIBRATED_MODES = ("int8", "static_wi8_ai8", "static_wi8_ai16")
 IO_DTYPES = ("float32", "int8", "uint8")
@@ -73,11 +76,13 @@ class Quantization:
     num_samples: int = 100
     seed: int = 0
     io_dtype: str = "float32"
+    # The op scopes (`litert_quantizer.quantizable_layers`) whose weights MIXED_MODE stores in int4.
+    int4_layers: tuple = ()
     # How many examples int8 calibration really drew (fewer than num_samples when the data is smaller).
     calibration_examples: int | None = dataclasses.field(default=None, init=False, compare=False)
 
     def __post_init__(self):
-        if self.mode not in QUANTIZATION_MODES:
+        if self.mode not in (*QUANTIZATION_MODES, MIXED_MODE):
             raise ValueError(f"Unknown quantization {self.mode!r}; valid ones are {', '.join(QUANTIZATION_MODES)}.")
         if self.mode in CALIBRATED_MODES and self.representative_data is None:
             make = "int8(" if self.mode == "int8" else f"litert({self.mode!r}, "
@@ -130,6 +135,11 @@ class Quantization:
         return cls(recipe, representative_data, int(num_samples), seed)
 
     @classmethod
+    def mixed(cls, int4_layers):
+        """Weight-only int8, and int4 for the layers named (their op scopes, `quantizable_layers`)."""
+        return cls(MIXED_MODE, int4_layers=tuple(int4_layers))
+
+    @classmethod
     def calibrated(cls, mode, representative_data, num_samples=100, *, seed=0):
         """The `Quantization` of any mode name, calibrated on `representative_data` where the mode needs it."""
         if mode == "int8":
@@ -143,7 +153,7 @@ class Quantization:
     def engine(self):
         """The export engine that writes this quantization: `"litert_quantizer"` for its recipes, else None
         (the model's own: the TFLite converter)."""
-        return "litert_quantizer" if self.mode in QUANTIZER_RECIPES else None
+        return "litert_quantizer" if self.mode in (*QUANTIZER_RECIPES, MIXED_MODE) else None
 
     def calibration_samples(self):
         """The examples that calibrate the activation ranges, drawn across all classes (and counted)."""
@@ -175,6 +185,8 @@ class Quantization:
             if self.calibration_examples is not None:
                 config["calibration_examples"] = self.calibration_examples
             return config
+        if self.mode == MIXED_MODE:
+            return {"mode": self.mode, "int4_layers": list(self.int4_layers)}
         return {"mode": self.mode}
 
     @classmethod
