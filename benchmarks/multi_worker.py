@@ -52,7 +52,7 @@ def _assets():
     )
 
 
-def _EpochTimes(seconds):
+def _epoch_timer(seconds):
     """A callback appending each epoch's wall time to `seconds`."""
     import keras
 
@@ -91,7 +91,7 @@ def train_once(args):
     )
     epoch_seconds = []
     # Validation only at the end: the epochs time training alone.
-    model.fine_tune(train, None, recipe, callbacks=[_EpochTimes(epoch_seconds)], verbose=0)
+    model.fine_tune(train, None, recipe, callbacks=[_epoch_timer(epoch_seconds)], verbose=0)
     report = model.evaluate_report(validation)
     if kt.distribute.is_chief(strategy):
         steps = args.train_images // args.batch_size
@@ -131,7 +131,7 @@ def probe_synchronisation(args):
     data = tf.data.Dataset.from_tensor_slices((inputs, np.zeros(len(inputs), "int64"))).batch(32)
     data = kt.distribute.sharding.distribute(data, strategy)
     epoch_seconds = []
-    model.fit(data, epochs=4, verbose=0, callbacks=[_EpochTimes(epoch_seconds)])
+    model.fit(data, epochs=4, verbose=0, callbacks=[_epoch_timer(epoch_seconds)])
     if kt.distribute.is_chief(strategy):
         with open(args.out, "w") as file:
             json.dump({"ms_per_step": round(1000 * min(epoch_seconds[1:]) / steps, 2)}, file)

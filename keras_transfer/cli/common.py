@@ -612,7 +612,6 @@ def runtime_summary(model, path):
 
 def _litert_quantization_words(quantization, text=False):
     """E.g. "int8 weights and activations, float32 input/output" for `LiteRTModel.quantization`."""
-    quantization = {**quantization, "mode": quantization["mode"] or ""}
     weights, activations = quantization["weights"], quantization["activations"]
     if weights is None:
         words = "quantization unknown"
@@ -620,9 +619,10 @@ def _litert_quantization_words(quantization, text=False):
         words = f"{weights} weights and activations"
     else:
         words = f"{weights} weights, {activations} activations"
-    if quantization["mode"] == "dynamic" or quantization["mode"].startswith("dynamic_"):
+    mode = quantization["mode"] or ""
+    if mode.startswith("dynamic"):  # the converter's "dynamic" and the quantizer's dynamic_* recipes
         words = f"dynamic range: {words}"
-    elif quantization["mode"].startswith("weight_only_"):
+    elif mode.startswith("weight_only_"):
         words = f"weight-only: {words}"
     if quantization["source"] == "tensors" and weights is not None:
         words += " (read from its tensors)"

@@ -5,6 +5,9 @@ the others train and leave it alone. `keras-transfer launch` starts such a
 group on one machine.
 """
 
+import json
+import os
+
 from keras_transfer.cli.common import CommandError
 from keras_transfer.distribute.cluster import TF_CONFIG, cluster_from_environment, worker_cluster
 
@@ -62,9 +65,7 @@ def join(found):
         f"training starts once the other {others} {'has' if others == 1 else 'have'} joined.",
         flush=True,
     )
-    hosts = found.tasks.get("worker") if set(found.tasks) == {"worker"} else None
-    if hosts is not None:
-        return multi_worker_strategy(hosts, found.task_index)
+    os.environ[TF_CONFIG] = json.dumps(found.tf_config())  # what --worker-hosts said, or TF_CONFIG as read
     return multi_worker_strategy()
 
 

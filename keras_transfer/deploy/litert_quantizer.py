@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from keras_transfer.deploy import litert
+from keras_transfer.deploy.quantization import MIXED_MODE
 from keras_transfer.errors import import_extra
 from keras_transfer.quiet import native_output_silenced
 
@@ -71,7 +72,7 @@ def _recipe(quantization):
     from litert_quantizer import qtyping, recipe_manager
     from litert_quantizer import recipe as recipes
 
-    if quantization.int4_layers or quantization.mode.startswith("weight_only_mixed"):
+    if quantization.mode == MIXED_MODE:
         manager = recipe_manager.RecipeManager()
         every_op = qtyping.TFLOperationName.ALL_SUPPORTED
         manager.add_weight_only_config(".*", every_op, 8)

@@ -611,10 +611,10 @@ class _Caches:
         def compute(data, copies):
             # In multi-worker training each worker runs the frozen layers over its share of the data; all
             # then hold the whole cache (gathered), so the phases over it see what one process would.
-            if workers > 1 and isinstance(data, tuple):
-                data = self.model.labelled_dataset(data, self.batch_size)
             if workers > 1:
-                data = sharding.for_worker(data, workers, worker_index(strategy))
+                # Arrays become one dataset first, which is then split batch by batch.
+                whole = self.model.labelled_dataset(data, self.batch_size) if isinstance(data, tuple) else data
+                data = sharding.for_worker(whole, workers, worker_index(strategy))
             batches = self.model.labelled_dataset(data, self.batch_size)
             cache = FeatureCache.compute(
                 extractor, batches, copies=copies, directory=self.directory, verbose=self.verbose
