@@ -56,7 +56,7 @@ def _subset(source, target, limit):
     return target
 
 
-class _Clock:
+class Clock:
     """Seconds per named step, printed as they finish."""
 
     def __init__(self):
@@ -200,7 +200,7 @@ def main():
     images = os.path.join(assets, "images", "cats_and_dogs_filtered")
     begin = time.perf_counter()
     load_before = os.getloadavg()
-    clock = _Clock()
+    clock = Clock()
     reports, errors = [], {}
     with tempfile.TemporaryDirectory() as scratch:
         models_dir = args.models_dir or os.path.join(scratch, "models")
@@ -281,14 +281,16 @@ def main():
                     f"clustered {args.clusters}",
                     "clustered.tflite",
                     kt.cluster,
-                    dict(clusters=args.clusters, epochs=args.cluster_epochs),
+                    # TF-MOT's usual setting, not kt.cluster's recipe (benchmarks/on_device.py compares both).
+                    dict(clusters=args.clusters, epochs=args.cluster_epochs, learning_rate=1e-5, layers="all"),
                 )
             )
         for name, file, method, options in optimizations:
             try:
                 result = clock(f"train {name}", method, model, train, validation_data=None, verbose=2, **options)
                 path = model_path(file)
-                clock(f"export {name}", result.to_tflite, path)
+                # float32 files: gzip shows what pruning and clustering save.
+                clock(f"export {name}", result.to_tflite, path, optimize=result.method == "quantization_aware")
                 report = measure(name, path, result.model, head=model.head)
             except Exception as error:  # a benchmark reports what failed and goes on
                 traceback.print_exc()

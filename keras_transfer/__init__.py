@@ -3,8 +3,9 @@
 Pretrained image and text backbones with new heads, LoRA, freezing and two-phase fine-tuning
 (feature caching, progressive unfreezing, layer-wise learning rates, one-cycle and warmup-cosine
 schedules, an LR finder), weight transfer, feature extraction, evaluation, checked TFLite/LiteRT
-export with post-training quantization, quantization-aware training, pruning and clustering
-(TF-MOT through a Keras 3 -> tf_keras bridge), and a command line.
+export with post-training quantization (the TFLite converter or the LiteRT Quantizer, mixed int4/int8
+within an accuracy budget), quantization-aware training (int8; binary, ternary or int4 kernels),
+pruning and clustering (TF-MOT through a Keras 3 -> tf_keras bridge), and a command line.
 
 The package has one room per capability: `models` (tasks, heads, backbones), `finetune`
 (recipes, freezing, schedules, caching, weight transfer), `data`, `deploy` (quantization,

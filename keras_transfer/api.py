@@ -27,7 +27,7 @@ from keras_transfer.deploy.mixed_precision import MixedPrecisionChoice, export_m
 from keras_transfer.deploy.quantization import Quantization, keras_quantize
 from keras_transfer.deploy.reports import ModelReport, measure_export
 from keras_transfer.deploy.tfmot.bridge import Bridge, to_tf_keras
-from keras_transfer.deploy.tfmot.optimize import OptimizedModel, cluster, prune, quantization_aware
+from keras_transfer.deploy.tfmot.optimize import OptimizedModel, cluster, low_bit_weights, prune, quantization_aware
 from keras_transfer.distribute import keras_fixes as _keras_fixes
 from keras_transfer.errors import (
     DataError,

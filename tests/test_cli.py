@@ -306,7 +306,12 @@ def test_export_within_an_accuracy_budget_and_saved_model(trained_run, tmp_path,
 
 
 @pytest.mark.parametrize(
-    "method, extra", [("prune", ["--sparsity", "0.5", "--epochs", "2"]), ("qat", ["--epochs", "1"])]
+    "method, extra",
+    [
+        ("prune", ["--sparsity", "0.5", "--epochs", "2"]),
+        ("qat", ["--epochs", "1"]),
+        ("low-bit", ["--scheme", "ternary", "--epochs", "1"]),
+    ],
 )
 def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method, extra):
     root, output = trained_run
@@ -341,6 +346,11 @@ def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method
     assert report["size_bytes"] == os.path.getsize(out_dir / "model.tflite") and "ms/img" in printed
     if method == "prune":
         assert report["sparsity"] > 0.3  # over all kernels; depthwise kernels are not pruned
+    elif method == "low-bit":
+        assert report["settings"]["scheme"] == "ternary" and report["low_bit_layers"]
+        assert report["bit_packed_size_bytes"] < report["size_bytes"] and "packed at 2 bit(s)" in printed
+        metadata = json.loads((out_dir / "model.tflite.json").read_text())
+        assert metadata["quantization"]["mode"] == "weight_only_mixed_wi4_wi8"
     else:
         assert json.loads((out_dir / "model.tflite.json").read_text())["quantization"]["mode"] == "int8"
     # The exported file evaluates like any other.
@@ -355,6 +365,7 @@ def test_optimize_bad_input_exits_2_before_training(trained_run, tmp_path, capsy
         ([model, str(root / "train"), "--method", "prune", "--sparsity", "1.5"], "between 0 and 1"),
         ([model, str(root / "train"), "--method", "cluster", "--clusters", "1"], ">= 2"),
         ([model, str(root / "train"), "--method", "distill"], "invalid choice"),
+        ([model, str(root / "train"), "--method", "low-bit", "--scheme", "octal"], "invalid choice"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["optimize", *argv, "--output", str(tmp_path / "x")])
@@ -365,6 +376,12 @@ def test_optimize_bad_input_exits_2_before_training(trained_run, tmp_path, capsy
         == EXIT_BAD_INPUT
     )
     assert "differ" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    for argv, message in [
+        (["--method", "prune", "--scheme", "binary"], "--scheme applies to --method low-bit"),
+        (["--method", "low-bit", "--layers", "nowhere"], "nowhere"),
+    ]:
+        assert main(["optimize", model, str(root / "train"), *argv, "--output", str(tmp_path / "z")]) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_evaluate_tflite_needs_its_metadata(trained_run, tmp_path, capsys):
@@ -836,6 +853,7 @@ def test_train_recipe_errors_exit_2_before_loading_data(tmp_path, capsys, extra,
 def test_help_shows_the_library_defaults_and_choices(capsys):
     from keras_transfer import data
     from keras_transfer.deploy import quantization
+    from keras_transfer.deploy.tfmot import low_bit
     from keras_transfer.models import text_classifier
 
     def help_of(command):
@@ -854,7 +872,8 @@ def test_help_shows_the_library_defaults_and_choices(capsys):
     assert f"(default: {recipe.head_epochs}," in image and f"default: {recipe.finetune_learning_rate:g}" in image
     assert "{" + ",".join(recipes.OPTIMIZERS) + "}" in image and "one_cycle" in image
     assert "{" + ",".join(quantization.QUANTIZATION_MODES) + "}" in help_of("export")
-    assert "--method {qat,prune,cluster}" in help_of("optimize")
+    assert "--method {qat,prune,cluster,low-bit}" in help_of("optimize")
+    assert "--scheme {" + ",".join(low_bit.SCHEMES) + "}" in help_of("optimize")
 
 
 def test_evaluate_text_model_rejects_unknown_labels(text_files, text_run, tmp_path, capsys):

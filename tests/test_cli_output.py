@@ -139,6 +139,10 @@ SOURCE_CONSTANTS = [
     ("keras_transfer.deploy.quantization", "QUANTIZER_RECIPES"),
     ("keras_transfer.deploy.quantization", "CALIBRATED_MODES"),
     ("keras_transfer.deploy.tfmot.optimize", "METHODS"),
+    ("keras_transfer.deploy.tfmot.low_bit", "SCHEMES"),
+    ("keras_transfer.deploy.budget", "BUDGET_CANDIDATES"),
+    ("keras_transfer.deploy.budget", "MIXED_CANDIDATE"),
+    ("keras_transfer.deploy.tfmot.optimize", "LAYER_CHOICES"),
     ("keras_transfer.zeroshot.prompts", "DEFAULT_TEMPLATE"),
     ("keras_transfer.adaptation.methods", "METHODS"),
     ("keras_transfer.adaptation.methods", "TEXT_METHODS"),
@@ -154,11 +158,14 @@ SOURCE_DEFAULTS = [
     ("keras_transfer.deploy.quantization", "Quantization.int8", "io_dtype"),
     *(
         ("keras_transfer.deploy.tfmot.optimize", method, option)
-        for method in ("quantization_aware", "prune", "cluster")
+        for method in ("quantization_aware", "prune", "cluster", "low_bit_weights")
         for option in ("epochs", "learning_rate")
     ),
     ("keras_transfer.deploy.tfmot.optimize", "prune", "sparsity"),
     ("keras_transfer.deploy.tfmot.optimize", "cluster", "clusters"),
+    ("keras_transfer.deploy.tfmot.optimize", "low_bit_weights", "scheme"),
+    ("keras_transfer.deploy.tfmot.optimize", "low_bit_weights", "layers"),
+    ("keras_transfer.deploy.tfmot.optimize", "cluster", "layers"),
 ]
 
 

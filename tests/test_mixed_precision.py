@@ -1,5 +1,6 @@
 """Mixed precision within an accuracy budget (`deploy.mixed_precision`): int4 on the layers that can take it."""
 
+import json
 import os
 
 import numpy as np
@@ -76,3 +77,38 @@ def test_the_budget_search_takes_mixed_precision_as_a_candidate(trained, tmp_pat
     assert ex.read_metadata(tmp_path / "chosen.tflite")["quantization"]["mode"] == MIXED_MODE
     with pytest.raises(ValueError, match="Unknown candidates"):
         ex.export_within_budget(model, tmp_path / "x.tflite", (images, labels), candidates=("int3",))
+
+
+def test_the_search_can_consider_only_the_largest_layers(trained, tmp_path):
+    model, images, labels = trained
+    choice = export_mixed_precision(
+        model, tmp_path / "largest.tflite", (images, labels), max_accuracy_drop=0.5, max_layers=2,
+        sensitivity_examples=8,
+    )  # fmt: skip
+    ex.export(model, tmp_path / "float.tflite")
+    largest = sorted((layer.parameters for layer in quantizable_layers(tmp_path / "float.tflite")), reverse=True)
+    assert sorted((entry["parameters"] for entry in choice.sensitivities), reverse=True) == largest[:2]
+    assert len(choice.int4_layers) == 2
+    with pytest.raises(ValueError, match="max_layers"):
+        export_mixed_precision(model, tmp_path / "x.tflite", (images, labels), max_layers=0)
+
+
+def test_cli_budget_takes_the_candidates_given(trained, tmp_path, capsys, make_image_folder):
+    from keras_transfer.cli import main
+
+    model_path = tmp_path / "model.keras"
+    trained[0].save(model_path)
+    images = make_image_folder(classes=("dark", "bright"), per_class=6)
+    budget = ["export", str(model_path), "--eval-data", images, "--max-accuracy-drop", "0.5"]
+    output = tmp_path / "chosen.tflite"
+    assert main([*budget, "--candidates", "dynamic,mixed", "--output", str(output), "--json"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert [candidate["quantization"] for candidate in summary["candidates"]] == ["dynamic", "mixed"]
+    assert summary["quantization"]["mode"] == MIXED_MODE and "layers int4" in printed
+    for argv, message in [
+        ([*budget, "--candidates", "int3,mixed"], "--candidates: unknown int3"),
+        (["export", str(model_path), "--candidates", "mixed"], "--candidates needs --max-accuracy-drop"),
+    ]:
+        assert main([*argv, "--output", str(tmp_path / "x.tflite")]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x.tflite").exists()

@@ -1,6 +1,7 @@
 """Tests of keras_transfer.deploy.tfmot.optimize: QAT, pruning and clustering through the tf_keras bridge."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import tensorflow as tf
 from helpers import image_dataset, tiny_classifier
 
-from keras_transfer.deploy.tfmot import optimize
+from keras_transfer.deploy.tfmot import low_bit, optimize
 
 CLASS_NAMES = ["dark", "mid", "bright"]
 
@@ -120,16 +121,73 @@ def test_a_backbone_frozen_for_the_head_phase_is_fine_tuned_too():
 def test_clustering_leaves_at_most_the_clusters(tmp_path):
     model = tiny_classifier(3, class_names=CLASS_NAMES)
     dataset, _, _ = _data()
-    result = optimize.cluster(model, dataset, clusters=8, epochs=1, init="linear", verbose=0)
+    result = optimize.cluster(model, dataset, clusters=8, epochs=1, init="linear", layers="all", verbose=0)
     assert set(result.unique_values) == {"conv1", "conv2", "conv3", "predictions"}
     assert all(count <= 8 for count in result.unique_values.values())
     path = result.to_tflite(tmp_path / "clustered.tflite")
     assert json.load(open(path + ".json"))["quantization"]["method"] == "cluster"
 
 
+@pytest.mark.parametrize("scheme, values_per_channel", [("binary", 2), ("ternary", 3), ("int4", 16)])
+def test_low_bit_kernels_train_and_export_in_int4(tmp_path, scheme, values_per_channel):
+    dataset, images, labels = _data()
+    model = _decisive_classifier(images, labels)
+    result = optimize.low_bit_weights(model, dataset, scheme=scheme, epochs=1, verbose=0)
+    # The first convolution and the output layer keep their precision.
+    assert result.low_bit_layers == {"conv2": 3 * 3 * 8 * 8, "conv3": 3 * 3 * 8 * 16}
+    assert all(1 < count <= values_per_channel for count in result.unique_values.values())
+    assert result.settings["bits"] == {"binary": 1, "ternary": 2, "int4": 4}[scheme]
+    kernel = result.model.get_layer("conv2").get_weights()[0]
+    np.testing.assert_allclose(kernel, low_bit.quantize_kernel(kernel, scheme).numpy(), atol=1e-6)
+
+    path = result.to_tflite(tmp_path / f"{scheme}.tflite")
+    check = result.check(path, dataset)
+    # The int4 file holds exactly the trained values (int4's grid takes them), the rest int8.
+    assert check.top1_agreement == 1.0 and check.max_abs_difference < 0.02
+    quantization = json.load(open(path + ".json"))["quantization"]
+    assert quantization["mode"] == "weight_only_mixed_wi4_wi8" and quantization["scheme"] == scheme
+    assert len(quantization["int4_layers"]) == 2
+    packed = result.bit_packed_size_bytes(path)
+    saved = {"binary": 3 * (576 + 1152) // 8, "ternary": 2 * (576 + 1152) // 8, "int4": 0}[scheme]
+    assert os.path.getsize(path) - packed == saved
+
+
+def test_which_kernels_each_layer_choice_takes():
+    model = tiny_classifier(3)
+    bridged = optimize._bridge_for_fine_tuning(model, _data(n=16)[0]).model
+    sizes = {"conv1": 3 * 3 * 3 * 8, "conv2": 3 * 3 * 8 * 8, "conv3": 3 * 3 * 8 * 16, "predictions": 16 * 3}
+    assert optimize.chosen_kernels(bridged, "all") == sizes
+    assert optimize.chosen_kernels(bridged, "all", min_size=100) == {"conv1": 216, "conv2": 576, "conv3": 1152}
+    assert optimize.chosen_kernels(bridged, "inner") == {"conv2": 576, "conv3": 1152}
+    # conv3 alone holds 2/3 of the inner weights, under LARGEST_SHARE (3/4): conv2 joins.
+    assert optimize.chosen_kernels(bridged, "largest") == {"conv3": 1152, "conv2": 576}
+    assert optimize.chosen_kernels(bridged, ["predictions"]) == {"predictions": 48}
+    with pytest.raises(ValueError, match="Valid names: conv1, conv2, conv3, predictions"):
+        optimize.chosen_kernels(bridged, "bn1")
+
+
+def test_low_bit_kernel_values():
+    kernel = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32")
+    magnitude = np.abs(kernel).reshape(-1, 5)
+    binary = low_bit.quantize_kernel(kernel, "binary").numpy().reshape(-1, 5)
+    np.testing.assert_allclose(np.abs(binary), np.broadcast_to(magnitude.mean(0), binary.shape), rtol=1e-6)
+    assert np.all(np.sign(binary) == np.where(kernel.reshape(-1, 5) >= 0, 1, -1))
+    ternary = low_bit.quantize_kernel(kernel, "ternary").numpy().reshape(-1, 5)
+    zero = magnitude <= 0.7 * magnitude.mean(0)
+    assert np.all((ternary == 0) == zero) and 0.2 < zero.mean() < 0.6
+    np.testing.assert_allclose(np.abs(ternary).max(0), [m[~z].mean() for m, z in zip(magnitude.T, zero.T)], rtol=1e-6)
+    # int4: LiteRT Quantizer's symmetric per-channel grid, max |w| / 7 per step.
+    step = magnitude.max(0) / 7
+    int4 = low_bit.quantize_kernel(kernel, "int4").numpy().reshape(-1, 5) / step
+    np.testing.assert_allclose(int4, np.round(int4), atol=1e-4)
+    assert int4.min() >= -8 and int4.max() <= 7
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
+        (lambda model, data: optimize.low_bit_weights(model, data, scheme="octal"), "Unknown low-bit scheme"),
+        (lambda model, data: optimize.low_bit_weights(model, data, layers=["conv9"]), "conv9"),
         (lambda model, data: optimize.prune(model, data, sparsity=1.0), "sparsity"),
         (lambda model, data: optimize.prune(model, data, sparsity=0), "sparsity"),
         (lambda model, data: optimize.cluster(model, data, clusters=1), "clusters"),

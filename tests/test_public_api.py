@@ -65,6 +65,7 @@ DOCUMENTED_NAMES = [
     "quantization_aware",
     "prune",
     "cluster",
+    "low_bit_weights",
     "OptimizedModel",
     "to_tf_keras",
     "Bridge",

@@ -47,6 +47,14 @@ def fraction(text):
     return _number(text, float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
+def names(text):
+    """A comma-separated list of names, none empty."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
+    return parts
+
+
 def _number(text, kind, valid, what):
     try:
         value = kind(text)

@@ -11,6 +11,7 @@ from keras_transfer.cli.library_source import constant, default
 
 _EXPORT = "keras_transfer.deploy.export"
 _QUANTIZATION = "keras_transfer.deploy.quantization"
+_BUDGET = "keras_transfer.deploy.budget"
 
 # Shown under `--help` (and checked to parse by the tests).
 EXAMPLES = (
@@ -19,6 +20,8 @@ EXAMPLES = (
     "--eval-data photos_test/ --output photos_int8.tflite",
     "keras-transfer export runs/photos/model.keras --max-accuracy-drop 0.005 --representative-data photos/ "
     "--eval-data photos_test/ --output photos_small.tflite",
+    "keras-transfer export runs/photos/model.keras --max-accuracy-drop 0.01 --candidates dynamic,mixed "
+    "--eval-data photos_test/ --output photos_int4_mix.tflite",
 )
 
 
@@ -31,8 +34,8 @@ def add_parser(subparsers):
         description="Exports MODEL (a model.keras written by train or train-text) and runs the "
         "export in a real LiteRT interpreter (or loads the SavedModel) to compare it with Keras: "
         "top-1 agreement, max abs difference, and accuracy on --eval-data. With "
-        "--max-accuracy-drop it tries int8, dynamic, float16 and float32 and keeps the smallest "
-        "file within that drop. Class names are written beside the model (OUTPUT.json).",
+        "--max-accuracy-drop it tries int8, dynamic, float16 and float32 (or --candidates) and keeps the "
+        "smallest file within that drop. Class names are written beside the model (OUTPUT.json).",
     )
     parser.add_argument("model", metavar="MODEL", help="a model.keras written by train or train-text")
     default_format = default(_EXPORT, "export", "format")
@@ -81,6 +84,15 @@ def add_parser(subparsers):
         help="with --eval-data: keep the smallest TFLite export whose accuracy "
         "drops at most F (e.g. 0.005) below Keras's; overrides --quantize",
     )
+    candidates = constant(_BUDGET, "BUDGET_CANDIDATES")
+    parser.add_argument(
+        "--candidates",
+        type=common.names,
+        metavar="MODES",
+        help="with --max-accuracy-drop: the quantizations to try, comma-separated, of --quantize's choices "
+        f"and {constant(_BUDGET, 'MIXED_CANDIDATE')} (weight-only int8 with int4 on the layers the budget "
+        f"allows, searched; the [quantizer] extra) (default: {','.join(candidates)})",
+    )
     common.add_batch_size_option(parser)
     common.add_text_file_options(parser, for_model=True)
     common.add_run_options(parser, "export", seed=False)
@@ -97,12 +109,20 @@ def _check_options(args):
     calibrated = args.quantize in constant(_QUANTIZATION, "CALIBRATED_MODES")
     if calibrated and args.representative_data is None and args.max_accuracy_drop is None:
         raise CommandError(
-            f"--quantize {args.quantize} needs --representative-data (training images, across all classes)."
+            f"--quantize {args.quantize} needs --representative-data (training data across all classes: an image "
+            "folder, or a CSV/TSV file for a text model)."
         )
     if args.io_dtype != default(_QUANTIZATION, "Quantization.int8", "io_dtype") and args.quantize != "int8":
         raise CommandError("--io-dtype int8/uint8 needs --quantize int8.")
     if args.max_accuracy_drop is not None and args.eval_data is None:
         raise CommandError("--max-accuracy-drop needs --eval-data (labelled data to measure the drop on).")
+    if args.candidates is not None:
+        if args.max_accuracy_drop is None:
+            raise CommandError("--candidates needs --max-accuracy-drop (the candidates are what it tries).")
+        valid = (*constant(_QUANTIZATION, "QUANTIZATION_MODES"), constant(_BUDGET, "MIXED_CANDIDATE"))
+        unknown = [mode for mode in args.candidates if mode not in valid]
+        if unknown:
+            raise CommandError(f"--candidates: unknown {', '.join(unknown)}; choose from {', '.join(valid)}.")
     if os.path.lexists(args.output) and not args.overwrite:
         raise CommandError(f"--output {args.output!r} exists; pass --overwrite to replace it.")
     if args.format == "saved_model" and args.overwrite:
@@ -140,6 +160,7 @@ def run(args):
                 representative_data=representative,
                 num_samples=args.num_samples,
                 overwrite=args.overwrite,
+                **({} if args.candidates is None else {"candidates": args.candidates}),
             )
             result = choice.result
             candidates = [dataclasses.asdict(candidate) for candidate in choice.candidates]
@@ -199,6 +220,8 @@ def _quantization_words(config):
     """`int8, calibrated on 24 examples`, `float16`, `no quantization`."""
     if config["mode"] == "none":
         return "float32, no quantization"
+    if config.get("int4_layers") is not None:
+        return f"weight-only int8, {len(config['int4_layers'])} layers int4"
     if config.get("calibration_examples") is not None:
         return f"{config['mode']}, calibrated on {config['calibration_examples']} examples"
     return config["mode"]

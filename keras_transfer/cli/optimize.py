@@ -1,4 +1,5 @@
-"""`keras-transfer optimize`: quantization-aware training, pruning or clustering (TF-MOT), to TFLite."""
+"""`keras-transfer optimize`: quantization-aware training (int8 or low-bit kernels), pruning or clustering (TF-MOT),
+to TFLite."""
 
 import json
 import sys
@@ -12,13 +13,30 @@ from keras_transfer.errors import require_extra
 _OPTIMIZE = "keras_transfer.deploy.tfmot.optimize"
 
 # The command line's short names of `optimize.METHODS` (the others keep theirs).
-SHORT_NAMES = {"quantization_aware": "qat"}
+SHORT_NAMES = {"quantization_aware": "qat", "low_bit_weights": "low-bit"}
 METHODS = {SHORT_NAMES.get(method, method): method for method in constant(_OPTIMIZE, "METHODS")}
+SCHEMES = tuple(constant("keras_transfer.deploy.tfmot.low_bit", "SCHEMES"))
+LAYER_CHOICES = constant(_OPTIMIZE, "LAYER_CHOICES")
+# Options that only one method takes.
+METHOD_OPTIONS = {
+    "sparsity": ("prune",),
+    "clusters": ("cluster",),
+    "scheme": ("low_bit_weights",),
+    "layers": ("cluster", "low_bit_weights"),
+}
 
 
-def _defaults(option):
+def _defaults(option, methods=None):
     """`qat 1, prune 2, cluster 1`: each method's default of `option`, from its function."""
-    return ", ".join(f"{name} {default(_OPTIMIZE, method, option):g}" for name, method in METHODS.items())
+    return ", ".join(
+        f"{name} {_shown(default(_OPTIMIZE, method, option))}"
+        for name, method in METHODS.items()
+        if methods is None or method in methods
+    )
+
+
+def _shown(value):
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
 
 
 # Shown under `--help` (and checked to parse by the tests).
@@ -26,20 +44,24 @@ EXAMPLES = (
     "keras-transfer optimize runs/photos/model.keras photos/ --method qat --val-dir photos_test/ "
     "--output runs/photos_qat",
     "keras-transfer optimize runs/photos/model.keras photos/ --method prune --sparsity 0.5 --output runs/pruned",
+    "keras-transfer optimize runs/photos/model.keras photos/ --method low-bit --scheme ternary --val-dir photos_test/ "
+    "--output runs/ternary",
 )
 
 
 def add_parser(subparsers):
     sparsity = default(_OPTIMIZE, "prune", "sparsity")
     clusters = default(_OPTIMIZE, "cluster", "clusters")
+    scheme = default(_OPTIMIZE, "low_bit_weights", "scheme")
     parser = subparsers.add_parser(
         "optimize",
-        help="quantization-aware training, pruning or clustering (TF-MOT), exported to TFLite",
+        help="quantization-aware training (int8 or low-bit kernels), pruning or clustering (TF-MOT), to TFLite",
         description="Fine-tunes MODEL (an image model.keras written by train) on TRAIN_DIR with "
         "TF-MOT (through a Keras 3 -> tf_keras bridge that is checked for equal outputs), exports "
-        "OUT_DIR/model.tflite (int8 for qat, float32 for prune and cluster) with its metadata, "
-        "and writes OUT_DIR/report.json: accuracy (Keras, optimized model), tflite_accuracy, "
-        "original_accuracy, size_bytes, sparsity and latency_ms (LiteRT, batch 1).",
+        "OUT_DIR/model.tflite (int8 for qat; the trained kernels int4 and the rest int8 for low-bit; "
+        "int8 weights for cluster; float32 for prune) with its metadata, and writes OUT_DIR/report.json: accuracy "
+        "(Keras, optimized model), tflite_accuracy, original_accuracy, size_bytes (and bit_packed_size_bytes "
+        "for low-bit), sparsity and latency_ms (LiteRT, batch 1).",
     )
     parser.add_argument("model", metavar="MODEL", help="an image model.keras written by train")
     parser.add_argument("train_dir", metavar="TRAIN_DIR", help="training images, one sub-folder per class")
@@ -48,7 +70,8 @@ def add_parser(subparsers):
         required=True,
         choices=tuple(METHODS),
         help="qat: quantization-aware training to int8; prune: magnitude pruning "
-        "to --sparsity; cluster: weight clustering to --clusters values per kernel",
+        "to --sparsity; cluster: weight clustering to --clusters values per kernel; low-bit: "
+        "--scheme kernels trained with a straight-through estimator",
     )
     parser.add_argument(
         "--val-dir", metavar="DIR", help="validation images for the accuracies (default: TRAIN_DIR, said in the report)"
@@ -74,6 +97,21 @@ def add_parser(subparsers):
         metavar="N",
         help=f"cluster: distinct values per kernel (default {clusters})",
     )
+    parser.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        help=f"low-bit: binary (sign x alpha), ternary (-alpha, 0, +alpha) or int4 kernels, alpha per "
+        f"output channel (default {scheme})",
+    )
+    parser.add_argument(
+        "--layers",
+        type=common.names,
+        metavar="NAMES",
+        help="low-bit and cluster: the Conv2D/Dense layers to compress: all, inner (all but the first "
+        "convolution and the output layer), largest (the fewest inner ones holding 3/4 of their weights) or "
+        "names, comma-separated (default: "
+        f"{_defaults('layers', ('cluster', 'low_bit_weights'))})",
+    )
     common.add_batch_size_option(parser)
     parser.add_argument(
         "--threads", type=common.positive_int, default=1, metavar="N", help="LiteRT threads for the latency (default 1)"
@@ -96,6 +134,10 @@ def run(args):
     if common.is_text_model(model):
         raise CommandError("optimize takes image models; for a text model use `export --quantize`.")
     method = METHODS[args.method]
+    for option, owners in METHOD_OPTIONS.items():
+        if getattr(args, option) is not None and method not in owners:
+            methods = " or ".join(SHORT_NAMES.get(owner, owner) for owner in owners)
+            raise CommandError(f"--{option} applies to --method {methods}, not {args.method}.")
     train = common.labelled_data(model, args.train_dir, args, "TRAIN_DIR", shuffle=True, seed=args.seed)
     evaluated = common.labelled_data(
         model, args.val_dir or args.train_dir, args, "--val-dir" if args.val_dir else "TRAIN_DIR"
@@ -105,6 +147,11 @@ def run(args):
         options["sparsity"] = args.sparsity
     if method == "cluster":
         options["clusters"] = args.clusters
+    if method == "low_bit_weights":
+        options["scheme"] = args.scheme
+    if method in METHOD_OPTIONS["layers"]:
+        choice = len(args.layers or ()) == 1 and args.layers[0] in LAYER_CHOICES
+        options["layers"] = args.layers[0] if choice else args.layers
     # Options left out keep the method's own defaults.
     options = {name: value for name, value in options.items() if value is not None}
     folder.begin()
@@ -131,6 +178,12 @@ def run(args):
         f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
         f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
         f"({measured.latency_threads} thread); trained {seconds:.0f} s."
+        + (
+            f" With its {summary['settings']['scheme']} kernels packed at {summary['settings']['bits']} bit(s) "
+            f"per weight: {summary['bit_packed_size_bytes'] / 1e6:.2f} MB."
+            if summary.get("low_bit_layers")
+            else ""
+        )
     )
     print(f"Wrote model.tflite, model.tflite.json, report.json to {args.output}")
     if args.json:
@@ -175,6 +228,8 @@ def _optimize_and_write(args, folder, model, method, train, evaluated, options):
         "latency_ms": measured.latency_ms,
         "latency_threads": measured.latency_threads,
         "unique_values": optimized.unique_values,
+        "low_bit_layers": optimized.low_bit_layers,
+        "bit_packed_size_bytes": optimized.bit_packed_size_bytes(path),
         "history": optimized.history,
         "seconds": round(seconds, 2),
     }

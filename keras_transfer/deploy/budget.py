@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 
 BUDGET_CANDIDATES = ("int8", "dynamic", "float16", "none")
-# Weight-only int8 with as many layers at int4 as the budget allows (`mixed_precision`): a search of its own.
+# Weight-only int8 with as many layers at int4 as the budget allows (`mixed_precision`): a search of its own,
+# among the layers holding the most weights only (one quantization per layer considered).
 MIXED_CANDIDATE = "mixed"
+MIXED_SEARCH_LAYERS = 12
 
 
 @dataclasses.dataclass
@@ -79,8 +81,9 @@ def export_within_budget(
             pass training data to keep evaluation honest).
         num_samples: int8 calibration examples.
         candidates: quantization modes to try, and `"mixed"` (the `quantizer` extra) for int8 with int4
-            where the budget allows (`mixed_precision.export_mixed_precision`, its layers chosen on
-            `eval_data`; one search per int4-capable layer, so not among the defaults yet).
+            where the budget allows (`mixed_precision.export_mixed_precision` among the
+            `MIXED_SEARCH_LAYERS` largest layers, chosen on `eval_data`; a search of its own, about a
+            dozen quantizations, so asked for, not a default).
 
     Returns:
         A `BudgetChoice`; `.explanation()` says what each candidate scored.
@@ -113,7 +116,12 @@ def export_within_budget(
                     from keras_transfer.deploy.mixed_precision import export_mixed_precision
 
                     mixed = export_mixed_precision(
-                        model, candidate_path, eval_data, max_accuracy_drop=max_accuracy_drop, metadata=metadata
+                        model,
+                        candidate_path,
+                        eval_data,
+                        max_accuracy_drop=max_accuracy_drop,
+                        max_layers=MIXED_SEARCH_LAYERS,
+                        metadata=metadata,
                     )
                     result = mixed.result
                 else:

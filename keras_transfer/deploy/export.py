@@ -55,6 +55,7 @@ from keras_transfer.deploy.metadata import (
 from keras_transfer.deploy.quantization import (
     QUANTIZER_RECIPES,
     Quantization,
+    bounded_attention_masks,
     keras_quantize,
     keras_quantized_layers,
     representative_samples,
@@ -179,7 +180,8 @@ def export(
         # The file, its metadata and its assets are written aside, then replace the old ones as a set.
         with tempfile.TemporaryDirectory(dir=files.parent_folder(path), prefix=".tmp-export-") as work:
             staged = os.path.join(work, os.path.basename(path))
-            with native_output_silenced():  # the converter's C++ log lines (`Reading SavedModel from: ...`)
+            # native_output_silenced: the converter's C++ log lines (`Reading SavedModel from: ...`).
+            with native_output_silenced(), bounded_attention_masks(quantization):
                 engine.write(graph, staged, format=format, signature=signature, quantization=quantization)
             if quantization.calibration_examples is not None and isinstance(info.get("quantization"), dict):
                 info["quantization"]["calibration_examples"] = quantization.calibration_examples  # really drawn
@@ -292,13 +294,18 @@ class LiteRTQuantizerEngine(Engine):
                 f"The {self.name!r} engine applies LiteRT Quantizer recipes ({', '.join(QUANTIZER_RECIPES)}), "
                 f"not {quantization.mode!r}: leave engine unset for the TFLite converter's modes."
             )
-        KerasEngine().refuse(model, format, Quantization.none())
+        _float_engine(model).refuse(model, format, Quantization.none())
+
+    def graph_model(self, model):
+        return _float_engine(model).graph_model(model)
 
     def write(self, model, path, *, format, signature, quantization):
         from keras_transfer.deploy.litert_quantizer import quantize_file
 
         float_path = path + ".float.tflite"
-        KerasEngine().write(model, float_path, format=format, signature=signature, quantization=Quantization.none())
+        _float_engine(model).write(
+            model, float_path, format=format, signature=signature, quantization=Quantization.none()
+        )
         try:
             quantize_file(float_path, path, quantization, _input_dtypes(signature))
         finally:
@@ -363,11 +370,16 @@ def _engine(engine, model, quantization):
     if engine is None and quantization.engine is not None:
         engine = quantization.engine
     if engine is None:
-        tf_keras_model = _is_tf_keras(model) or _is_tf_keras(getattr(model, "model", None))
-        engine = TFKerasEngine.name if tf_keras_model else KerasEngine.name
+        engine = _float_engine(model).name
     if engine not in ENGINES:
         raise ValueError(f"Unknown export engine {engine!r}; valid ones are {', '.join(ENGINES)}.")
     return ENGINES[engine]
+
+
+def _float_engine(model):
+    """The engine that writes `model` as float: the TFLite converter on tf_keras models (and TF-MOT's), else Keras."""
+    tf_keras_model = _is_tf_keras(model) or _is_tf_keras(getattr(model, "model", None))
+    return ENGINES[TFKerasEngine.name if tf_keras_model else KerasEngine.name]
 
 
 def _is_tf_keras(model):

@@ -169,9 +169,10 @@ _COLUMNS = (
 )
 
 
-def format_table(reports):
-    """The reports as an aligned text table, one row per model."""
-    rows = [[title for title, _, _ in _COLUMNS]]
+def format_table(reports, *, latency_per="img"):
+    """The reports as an aligned text table, one row per model; `latency_per` names what one call takes
+    (`"sentence"` for a text model)."""
+    rows = [[f"ms/{latency_per}" if field == "latency_ms" else title for title, field, _ in _COLUMNS]]
     for report in reports:
         row = []
         for _, field, style in _COLUMNS:
