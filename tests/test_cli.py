@@ -344,6 +344,7 @@ def test_optimize_writes_tflite_and_report(trained_run, tmp_path, capsys, method
         assert report[key] is not None and report[key] == summary[key]
     assert report["num_examples"] == 6 and report["latency_threads"] == 1
     assert report["size_bytes"] == os.path.getsize(out_dir / "model.tflite") and "ms/img" in printed
+    assert f"1 thread, {report['environment']['cpu']}" in printed  # a latency names its CPU
     if method == "prune":
         assert report["sparsity"] > 0.3  # over all kernels; depthwise kernels are not pruned
     elif method == "low-bit":

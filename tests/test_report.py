@@ -5,6 +5,7 @@ import json
 import numpy as np
 from helpers import image_dataset, tiny_classifier
 
+from keras_transfer import version
 from keras_transfer.deploy import export as ex
 from keras_transfer.deploy import reports as rp
 
@@ -21,6 +22,7 @@ def test_reports_measure_size_accuracy_latency_and_compare(tmp_path):
     assert reference.accuracy == reference.tflite_accuracy and reference.accuracy_drop == 0.0
     assert reference.parameters == model.count_params() and 0.0 <= reference.sparsity < 0.05
     assert reference.latency_ms > 0 and reference.latency_threads == 1
+    assert reference.extra["latency_cpu"] == {"cpu": version.cpu_model(), "cpu_flags": version.cpu_flags()}
     assert 0.4 < half.size_ratio < 0.8 and half.latency_ratio > 0 and half.name == "fp16.tflite"
 
     table = rp.format_table([reference, half])

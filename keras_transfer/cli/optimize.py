@@ -177,7 +177,7 @@ def run(args):
         f"\n{args.method}: TFLite accuracy {measured.tflite_accuracy:.4f} vs the original model's "
         f"{original.accuracy:.4f} on {measured.num_examples} {summary['evaluated_on']} images; "
         f"{measured.size_bytes / 1e6:.2f} MB, {measured.latency_ms:.2f} ms/image "
-        f"({measured.latency_threads} thread); trained {seconds:.0f} s."
+        f"({measured.latency_threads} thread, {_cpu_words(summary['environment'])}); trained {seconds:.0f} s."
         + (
             f" With its {summary['settings']['scheme']} kernels packed at {summary['settings']['bits']} bit(s) "
             f"per weight: {summary['bit_packed_size_bytes'] / 1e6:.2f} MB."
@@ -196,6 +196,7 @@ def _optimize_and_write(args, folder, model, method, train, evaluated, options):
     from keras_transfer import evaluation
     from keras_transfer.deploy import reports as report_lib
     from keras_transfer.deploy.tfmot import optimize as optimize_lib
+    from keras_transfer.version import environment
 
     start = time.perf_counter()
     try:
@@ -232,6 +233,13 @@ def _optimize_and_write(args, folder, model, method, train, evaluated, options):
         "bit_packed_size_bytes": optimized.bit_packed_size_bytes(path),
         "history": optimized.history,
         "seconds": round(seconds, 2),
+        "environment": environment(),
     }
     files.write_json(summary, folder.file("report.json"))
     return summary, measured, original, seconds
+
+
+def _cpu_words(environment):
+    """`AMD EPYC: avx2, avx512_vnni`: the CPU a latency was measured on, and its int8-relevant instruction sets."""
+    flags = ", ".join(environment["cpu_flags"]) or "no AVX2, AVX-512, VNNI, AMX or dot-product flags"
+    return f"{environment['cpu']}: {flags}"

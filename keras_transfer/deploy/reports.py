@@ -19,6 +19,7 @@ from keras_transfer.deploy import litert
 from keras_transfer.deploy.arrays import collect_examples
 from keras_transfer.deploy.checks import check_export
 from keras_transfer.models.task_io import as_model_inputs
+from keras_transfer.version import cpu_flags, cpu_model
 
 
 @dataclasses.dataclass
@@ -128,6 +129,8 @@ def measure_export(
     if repeats:
         latency = litert.LiteRTModel(path).measure_latency(example, num_threads=num_threads, repeats=repeats)
         report.latency_ms, report.latency_threads = latency.median_ms, latency.num_threads
+        # int8 speed depends on the CPU's instruction sets (VNNI, AMX, dot-product): a latency names them.
+        report.extra["latency_cpu"] = {"cpu": cpu_model(), "cpu_flags": cpu_flags()}
     return report
 
 
